@@ -1,0 +1,412 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PolicyMode says whether a policy denies and replaces (Enforce) or only warns and reports (Audit).
+// +kubebuilder:validation:Enum=Enforce;Audit
+type PolicyMode string
+
+const (
+	// ModeEnforce denies violations at admission and replaces drifted pods.
+	ModeEnforce PolicyMode = "Enforce"
+	// ModeAudit never denies or replaces; violations come back as warnings and are reported.
+	ModeAudit PolicyMode = "Audit"
+)
+
+// DigestRule says what happens to images referenced by tag.
+// +kubebuilder:validation:Enum=Resolve;Require;Ignore
+type DigestRule string
+
+const (
+	// DigestResolve rewrites tags to the digest they point at, on Pods only.
+	DigestResolve DigestRule = "Resolve"
+	// DigestRequire rejects tags; the message names the digest to use.
+	DigestRequire DigestRule = "Require"
+	// DigestIgnore applies no digest rule.
+	DigestIgnore DigestRule = "Ignore"
+)
+
+// TransparencyLogRule says whether a Rekor inclusion proof is required.
+// +kubebuilder:validation:Enum=Ignore;Require
+type TransparencyLogRule string
+
+const (
+	// TransparencyLogIgnore does not look at the transparency log.
+	TransparencyLogIgnore TransparencyLogRule = "Ignore"
+	// TransparencyLogRequire requires a Rekor inclusion proof that verifies offline.
+	TransparencyLogRequire TransparencyLogRule = "Require"
+)
+
+// AllowDeny is a runtime rule that either allows or denies an action.
+// +kubebuilder:validation:Enum=Allow;Deny
+type AllowDeny string
+
+const (
+	// Allow lets the action through.
+	Allow AllowDeny = "Allow"
+	// Deny rejects the action (Enforce) or warns about it (Audit).
+	Deny AllowDeny = "Deny"
+)
+
+// IgnoreRequire is a runtime rule that is either off or required.
+// +kubebuilder:validation:Enum=Ignore;Require
+type IgnoreRequire string
+
+const (
+	// Ignore applies no rule.
+	Ignore IgnoreRequire = "Ignore"
+	// Require rejects pods that do not comply.
+	Require IgnoreRequire = "Require"
+)
+
+// DriftAction says what happens to a drifted pod.
+// +kubebuilder:validation:Enum=Replace;Report
+type DriftAction string
+
+const (
+	// DriftReplace replaces drifted pods through the Eviction API.
+	DriftReplace DriftAction = "Replace"
+	// DriftReport only reports drifted pods.
+	DriftReport DriftAction = "Report"
+)
+
+// DriftCheck names one kind of drift detection.
+// +kubebuilder:validation:Enum=ImageDigest;EphemeralContainers;InteractiveAccess;SpecChange;Unverified
+type DriftCheck string
+
+const (
+	// CheckImageDigest detects a container that runs another image digest than the one admitted.
+	CheckImageDigest DriftCheck = "ImageDigest"
+	// CheckEphemeralContainers detects a pod with an ephemeral container.
+	CheckEphemeralContainers DriftCheck = "EphemeralContainers"
+	// CheckInteractiveAccess detects a pod someone was let into under an AccessGrant.
+	CheckInteractiveAccess DriftCheck = "InteractiveAccess"
+	// CheckSpecChange detects admitted container fields changed in place.
+	CheckSpecChange DriftCheck = "SpecChange"
+	// CheckUnverified detects a pod whose images are not, or no longer, verified under the policy.
+	CheckUnverified DriftCheck = "Unverified"
+)
+
+// AllDriftChecks lists every drift check, in the order they are documented.
+var AllDriftChecks = []DriftCheck{
+	CheckImageDigest, CheckEphemeralContainers, CheckInteractiveAccess, CheckSpecChange, CheckUnverified,
+}
+
+// ImmutabilityPolicySpec says which pods a policy covers and what it enforces on them.
+type ImmutabilityPolicySpec struct {
+	// mode is Enforce (deny and replace) or Audit (warn and report only).
+	// +kubebuilder:default=Enforce
+	// +optional
+	Mode PolicyMode `json:"mode,omitempty"`
+
+	// match selects the pods the policy applies to. Omitted selects every pod outside the
+	// always-excluded namespaces (kube-system, kube-public, kube-node-lease, fixity-system).
+	// +kubebuilder:default={}
+	// +optional
+	Match PolicyMatch `json:"match,omitempty"`
+
+	// images holds the image rules: digest pinning, allowed registries, signatures.
+	// +kubebuilder:default={}
+	// +optional
+	Images ImageRules `json:"images,omitempty"`
+
+	// runtime holds the lockdown rules: exec, port-forward, debug, privileged pods.
+	// +kubebuilder:default={}
+	// +optional
+	Runtime RuntimeRules `json:"runtime,omitempty"`
+
+	// drift says how pods that no longer match what was admitted are handled.
+	// +kubebuilder:default={}
+	// +optional
+	Drift DriftRules `json:"drift,omitempty"`
+}
+
+// PolicyMatch selects namespaces and pods.
+type PolicyMatch struct {
+	// namespaceSelector selects namespaces by label; omitted selects all namespaces.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// podSelector selects pods by label; omitted selects all pods.
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+
+	// excludeNamespaces are never matched. kube-system, kube-public, kube-node-lease and the
+	// operator's own namespace are always excluded, whatever is written here.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	ExcludeNamespaces []string `json:"excludeNamespaces,omitempty"`
+}
+
+// ImageRules are the image admission rules.
+type ImageRules struct {
+	// digest is Resolve (rewrite tags to digests on Pods), Require (reject tags) or Ignore.
+	// +kubebuilder:default=Resolve
+	// +optional
+	Digest DigestRule `json:"digest,omitempty"`
+
+	// allowedRegistries are image reference prefixes such as "ghcr.io/acme/"; empty allows any.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:XValidation:rule="!self.contains('://')",message="allowedRegistries entries are reference prefixes such as ghcr.io/acme/, without a URL scheme"
+	// +optional
+	AllowedRegistries []string `json:"allowedRegistries,omitempty"`
+
+	// verify requires cosign signatures on every image; omitted requires none.
+	// +optional
+	Verify *VerifyRules `json:"verify,omitempty"`
+}
+
+// VerifyRules say which signatures each image digest must carry.
+// +kubebuilder:validation:XValidation:rule="self.threshold <= size(self.authorities)",message="threshold must not exceed the number of authorities"
+type VerifyRules struct {
+	// threshold is how many distinct authorities must verify each image.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	// +optional
+	Threshold int32 `json:"threshold,omitempty"`
+
+	// authorities are the keys and identities whose signatures count.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +required
+	Authorities []Authority `json:"authorities"`
+}
+
+// Authority is one key or keyless identity that may sign images.
+// +kubebuilder:validation:XValidation:rule="has(self.key) != has(self.keyless)",message="exactly one of key or keyless must be set"
+type Authority struct {
+	// name identifies the authority in status, annotations and messages.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// key verifies signatures made with a cosign key pair.
+	// +optional
+	Key *KeyAuthority `json:"key,omitempty"`
+
+	// keyless verifies signatures made with a Fulcio certificate for an OIDC identity.
+	// +optional
+	Keyless *KeylessAuthority `json:"keyless,omitempty"`
+
+	// transparencyLog is Ignore or Require (a Rekor inclusion proof must verify offline).
+	// +kubebuilder:default=Ignore
+	// +optional
+	TransparencyLog TransparencyLogRule `json:"transparencyLog,omitempty"`
+}
+
+// KeyAuthority holds a public key, inline or in a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.publicKey) != has(self.secretRef)",message="exactly one of publicKey or secretRef must be set"
+type KeyAuthority struct {
+	// publicKey is a PEM public key (ECDSA P-256/P-384, RSA or Ed25519).
+	// +kubebuilder:validation:MaxLength=16384
+	// +kubebuilder:validation:XValidation:rule="self.contains('-----BEGIN PUBLIC KEY-----')",message="publicKey must be a PEM public key (-----BEGIN PUBLIC KEY-----)"
+	// +optional
+	PublicKey string `json:"publicKey,omitempty"`
+
+	// secretRef names a Secret key holding the PEM public key.
+	// +optional
+	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
+}
+
+// SecretKeyReference points at one key of a Secret. Policies are cluster-scoped, so the
+// namespace is required.
+type SecretKeyReference struct {
+	// namespace of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Namespace string `json:"namespace"`
+
+	// name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// key in the Secret's data.
+	// +kubebuilder:default="cosign.pub"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// KeylessAuthority verifies signatures made with short-lived Fulcio certificates.
+// +kubebuilder:validation:XValidation:rule="has(self.subject) != has(self.subjectRegExp)",message="exactly one of subject or subjectRegExp must be set"
+type KeylessAuthority struct {
+	// issuer is the OIDC issuer URL that must appear in the certificate.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="issuer must be a URL such as https://token.actions.githubusercontent.com"
+	// +required
+	Issuer string `json:"issuer"`
+
+	// subject is the exact certificate identity (SAN).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Subject string `json:"subject,omitempty"`
+
+	// subjectRegExp is a regular expression (RE2) the certificate identity must match.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	SubjectRegExp string `json:"subjectRegExp,omitempty"`
+
+	// trustRootRef names the ConfigMap or Secret holding the Fulcio roots and the Rekor and CT
+	// keys, so that verification works offline.
+	// +required
+	TrustRootRef TrustRootReference `json:"trustRootRef"`
+}
+
+// TrustRootReference points at the object holding a sigstore trust root.
+type TrustRootReference struct {
+	// kind of the object: ConfigMap (default) or Secret.
+	// +kubebuilder:validation:Enum=ConfigMap;Secret
+	// +kubebuilder:default=ConfigMap
+	// +optional
+	Kind string `json:"kind,omitempty"`
+
+	// namespace of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Namespace string `json:"namespace"`
+
+	// name of the object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// RuntimeRules lock running pods down.
+type RuntimeRules struct {
+	// exec governs pods/exec and pods/attach.
+	// +kubebuilder:default=Deny
+	// +optional
+	Exec AllowDeny `json:"exec,omitempty"`
+
+	// portForward governs pods/portforward.
+	// +kubebuilder:default=Allow
+	// +optional
+	PortForward AllowDeny `json:"portForward,omitempty"`
+
+	// ephemeralContainers governs adding ephemeral containers (kubectl debug into a pod).
+	// +kubebuilder:default=Deny
+	// +optional
+	EphemeralContainers AllowDeny `json:"ephemeralContainers,omitempty"`
+
+	// privileged governs privileged containers, host namespaces, hostPath volumes, privilege
+	// escalation and capabilities beyond the Pod Security baseline set.
+	// +kubebuilder:default=Deny
+	// +optional
+	Privileged AllowDeny `json:"privileged,omitempty"`
+
+	// readOnlyRootFilesystem, when Require, rejects containers whose root filesystem is writable.
+	// +kubebuilder:default=Ignore
+	// +optional
+	ReadOnlyRootFilesystem IgnoreRequire `json:"readOnlyRootFilesystem,omitempty"`
+}
+
+// DriftRules say how drifted pods are handled.
+type DriftRules struct {
+	// action is Replace (evict drifted pods) or Report. In mode Audit it is always Report.
+	// +kubebuilder:default=Replace
+	// +optional
+	Action DriftAction `json:"action,omitempty"`
+
+	// checks are the drift checks to run; default all five.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	// +kubebuilder:default={ImageDigest,EphemeralContainers,InteractiveAccess,SpecChange,Unverified}
+	// +optional
+	Checks []DriftCheck `json:"checks,omitempty"`
+
+	// maxDriftedPercent is the circuit breaker: when more than this share of the matched pods
+	// is drifted at once, nothing is replaced until the share falls.
+	// +kubebuilder:default=50
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxDriftedPercent *int32 `json:"maxDriftedPercent,omitempty"`
+}
+
+// ImmutabilityPolicyStatus is the observed state of an ImmutabilityPolicy.
+type ImmutabilityPolicyStatus struct {
+	// observedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready and RemediationAllowed.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// matchedPods is the number of pods the policy currently matches.
+	// +optional
+	MatchedPods int32 `json:"matchedPods,omitempty"`
+
+	// driftedPods is the number of matched pods currently drifted.
+	// +optional
+	DriftedPods int32 `json:"driftedPods,omitempty"`
+
+	// replacedPods is the number of pods replaced since the policy was created.
+	// +optional
+	ReplacedPods int64 `json:"replacedPods,omitempty"`
+}
+
+// ImmutabilityPolicy says what may run in the namespaces it matches, and how pods that drift
+// from what was admitted are handled.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=ipol,categories=fixity
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.matchedPods`
+// +kubebuilder:printcolumn:name="Drifted",type=integer,JSONPath=`.status.driftedPods`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ImmutabilityPolicy struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired behaviour.
+	// +required
+	Spec ImmutabilityPolicySpec `json:"spec"`
+
+	// status is the observed state.
+	// +optional
+	Status ImmutabilityPolicyStatus `json:"status,omitempty"`
+}
+
+// ImmutabilityPolicyList is a list of ImmutabilityPolicy.
+// +kubebuilder:object:root=true
+type ImmutabilityPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ImmutabilityPolicy `json:"items"`
+}
+
+// GetConditions returns the status conditions, for generic condition helpers.
+func (p *ImmutabilityPolicy) GetConditions() []metav1.Condition { return p.Status.Conditions }
+
+// SetConditions replaces the status conditions.
+func (p *ImmutabilityPolicy) SetConditions(c []metav1.Condition) { p.Status.Conditions = c }
