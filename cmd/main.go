@@ -1,0 +1,157 @@
+// Command manager runs the Fixity operator: the admission webhooks and the controllers.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/identity"
+	"github.com/fixity-dev/fixity/internal/operator"
+)
+
+// options are the manager's command-line flags.
+type options struct {
+	metricsAddr                                      string
+	probeAddr                                        string
+	secureMetrics, enableHTTP2, enableLeaderElection bool
+	webhookPort                                      int
+	webhookCertPath, webhookCertName, webhookCertKey string
+	metricsCertPath, metricsCertName, metricsCertKey string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "The address the metrics endpoint binds to. "+
+		"Use :8443 for HTTPS or :8080 for HTTP, or leave as 0 to disable the metrics service.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
+	flag.BoolVar(&o.enableLeaderElection, "leader-elect", false, "Enable leader election for the controllers, "+
+		"so that only one replica remediates at a time. Webhooks are served by every replica.")
+	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "The port the admission webhook server listens on.")
+	flag.StringVar(&o.webhookCertPath, "webhook-cert-path", "", "The directory that contains the webhook certificate.")
+	flag.StringVar(&o.webhookCertName, "webhook-cert-name", "tls.crt", "The name of the webhook certificate file.")
+	flag.StringVar(&o.webhookCertKey, "webhook-cert-key", "tls.key", "The name of the webhook key file.")
+	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "The directory that contains the metrics server certificate.")
+	flag.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "The name of the metrics server certificate file.")
+	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "The name of the metrics server key file.")
+	flag.BoolVar(&o.enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics and webhook servers "+
+		"(off by default because of the HTTP/2 Stream Cancellation and Rapid Reset CVEs).")
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "Manager stopped with an error")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	log := ctrl.Log.WithName("setup")
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+
+	// Who we are is asked of the API server, not configured, so that the "only the operator
+	// writes fixity.dev/* annotations" rule cannot be pointed at someone else by a flag.
+	idCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	self, err := identity.Self(idCtx, cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("learning the operator's identity: %w", err)
+	}
+	log.Info("Running as", "user", self.Username, "groups", self.Groups)
+
+	var tlsOpts []func(*tls.Config)
+	if !o.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+
+	webhookTLS := tlsOpts
+	var watchers []*certwatcher.CertWatcher
+	if o.webhookCertPath != "" {
+		w, err := certwatcher.New(filepath.Join(o.webhookCertPath, o.webhookCertName), filepath.Join(o.webhookCertPath, o.webhookCertKey))
+		if err != nil {
+			return fmt.Errorf("loading webhook certificate from %s: %w", o.webhookCertPath, err)
+		}
+		watchers = append(watchers, w)
+		webhookTLS = append(webhookTLS, func(c *tls.Config) { c.GetCertificate = w.GetCertificate })
+	}
+
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics, TLSOpts: tlsOpts}
+	if o.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	if o.metricsCertPath != "" {
+		w, err := certwatcher.New(filepath.Join(o.metricsCertPath, o.metricsCertName), filepath.Join(o.metricsCertPath, o.metricsCertKey))
+		if err != nil {
+			return fmt.Errorf("loading metrics certificate from %s: %w", o.metricsCertPath, err)
+		}
+		watchers = append(watchers, w)
+		metricsOpts.TLSOpts = append(metricsOpts.TLSOpts, func(c *tls.Config) { c.GetCertificate = w.GetCertificate })
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  operator.NewScheme(),
+		Metrics:                 metricsOpts,
+		WebhookServer:           webhook.NewServer(webhook.Options{Port: o.webhookPort, TLSOpts: webhookTLS}),
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.enableLeaderElection,
+		LeaderElectionID:        "manager.fixity.dev",
+		LeaderElectionNamespace: leaderElectionNamespace(),
+		// Release the lease on shutdown so that a rolling update hands over at once.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	for _, w := range watchers {
+		if err := mgr.Add(w); err != nil {
+			return fmt.Errorf("adding certificate watcher: %w", err)
+		}
+	}
+
+	if err := operator.Setup(mgr, operator.Options{Self: self}); err != nil {
+		return err
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	// Ready only once the webhook server listens, so that no replica takes admission traffic it
+	// cannot answer.
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
+	}
+
+	log.Info("Starting manager", "webhookPort", o.webhookPort)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}
+
+// leaderElectionNamespace is the pod's namespace in a cluster, and fixity-system when the
+// manager runs outside one (the demo), where controller-runtime could not detect it.
+func leaderElectionNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return fixityv1.OperatorNamespace
+}

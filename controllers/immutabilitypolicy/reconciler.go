@@ -1,0 +1,135 @@
+package immutabilitypolicy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/patch"
+)
+
+// Reconciler reconciles an ImmutabilityPolicy.
+type Reconciler struct {
+	client.Client
+}
+
+// invalidSpecError marks a spec that passed the schema but cannot be enforced: it is reported
+// in the Ready condition, not retried, because only an edit can fix it.
+type invalidSpecError struct{ msg string }
+
+func (e *invalidSpecError) Error() string { return e.msg }
+
+// +kubebuilder:rbac:groups=fixity.dev,resources=immutabilitypolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=fixity.dev,resources=immutabilitypolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings the status of one policy up to date with its spec.
+//
+// No finalizer: the policy owns nothing outside itself yet, and a finalizer with nothing to clean
+// up would only block deletion while the operator is down.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+
+	policy := &fixityv1.ImmutabilityPolicy{}
+	if err := r.Get(ctx, req.NamespacedName, policy); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !policy.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	helper := patch.NewHelper(policy, r.Client)
+	defer func() {
+		policy.Status.ObservedGeneration = policy.Generation
+		if err := helper.PatchStatus(ctx, policy); err != nil && !apierrors.IsNotFound(err) {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	var errs []error
+	for _, sub := range []func(context.Context, *fixityv1.ImmutabilityPolicy) error{
+		r.reconcileSpec,
+	} {
+		if err := sub(ctx, policy); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	setReady(policy, err)
+
+	var invalid *invalidSpecError
+	if errors.As(err, &invalid) {
+		log.Info("Policy cannot be enforced as written", "policy", klog.KObj(policy), "reason", invalid.msg)
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// reconcileSpec checks what the CRD schema cannot express.
+func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPolicy) error {
+	var problems []error
+	if sel := p.Spec.Match.NamespaceSelector; sel != nil {
+		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			problems = append(problems, fmt.Errorf("spec.match.namespaceSelector: %w", err))
+		}
+	}
+	if sel := p.Spec.Match.PodSelector; sel != nil {
+		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			problems = append(problems, fmt.Errorf("spec.match.podSelector: %w", err))
+		}
+	}
+	if v := p.Spec.Images.Verify; v != nil {
+		for i, a := range v.Authorities {
+			if a.Keyless == nil || a.Keyless.SubjectRegExp == "" {
+				continue
+			}
+			if _, err := regexp.Compile(a.Keyless.SubjectRegExp); err != nil {
+				problems = append(problems, fmt.Errorf("spec.images.verify.authorities[%d].keyless.subjectRegExp: %w", i, err))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return &invalidSpecError{msg: errors.Join(problems...).Error()}
+	}
+	return nil
+}
+
+// setReady derives Ready from the outcome of all sub-reconcilers, in one place.
+func setReady(p *fixityv1.ImmutabilityPolicy, err error) {
+	cond := metav1.Condition{
+		Type:               fixityv1.ReadyCondition,
+		Status:             metav1.ConditionTrue,
+		Reason:             fixityv1.ActiveReason,
+		Message:            fmt.Sprintf("Policy is enforced in mode %s", p.Spec.Mode),
+		ObservedGeneration: p.Generation,
+	}
+	var invalid *invalidSpecError
+	switch {
+	case errors.As(err, &invalid):
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.InvalidSpecReason, invalid.msg
+	case err != nil:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "ReconcileError", err.Error()
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, cond)
+}
+
+// SetupWithManager registers the reconciler. Status-only changes do not trigger it.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&fixityv1.ImmutabilityPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("immutabilitypolicy").
+		Complete(r)
+}

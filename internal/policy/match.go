@@ -1,0 +1,105 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
+
+// alwaysExcluded are never enforced, whatever a policy says: enforcing the control plane could
+// take the cluster down, and enforcing ourselves could lock the operator out of its own repair.
+var alwaysExcluded = []string{"kube-system", "kube-public", "kube-node-lease", fixityv1.OperatorNamespace}
+
+// AlwaysExcluded reports whether namespace is one that no policy may cover.
+func AlwaysExcluded(namespace string) bool {
+	return slices.Contains(alwaysExcluded, namespace)
+}
+
+// AlwaysExcludedNamespaces returns the namespaces no policy may cover.
+func AlwaysExcludedNamespaces() []string { return slices.Clone(alwaysExcluded) }
+
+// Matches reports whether p applies to a pod with podLabels in ns. A selector that does not
+// parse is an error naming the policy and field, never a silent non-match.
+func Matches(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace, podLabels map[string]string) (bool, error) {
+	if AlwaysExcluded(ns.Name) || slices.Contains(p.Spec.Match.ExcludeNamespaces, ns.Name) {
+		return false, nil
+	}
+	ok, err := selectorMatches(p.Spec.Match.NamespaceSelector, ns.Labels)
+	if err != nil {
+		return false, fmt.Errorf("policy %s: spec.match.namespaceSelector: %w", p.Name, err)
+	}
+	if !ok {
+		return false, nil
+	}
+	ok, err = selectorMatches(p.Spec.Match.PodSelector, podLabels)
+	if err != nil {
+		return false, fmt.Errorf("policy %s: spec.match.podSelector: %w", p.Name, err)
+	}
+	return ok, nil
+}
+
+// selectorMatches treats an omitted selector as "everything", as the API documents.
+func selectorMatches(sel *metav1.LabelSelector, set map[string]string) (bool, error) {
+	if sel == nil {
+		return true, nil
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false, err
+	}
+	return s.Matches(labels.Set(set)), nil
+}
+
+// Matcher finds the policies that apply to a pod, reading policies and namespaces through r
+// (normally the manager's cache).
+type Matcher struct {
+	Reader client.Reader
+}
+
+// ForPod returns the policies that apply to a pod with podLabels in namespace, sorted by name so
+// that messages are stable. Errors (namespace unreadable, bad selector) are returned so that
+// callers fail closed.
+func (m *Matcher) ForPod(ctx context.Context, namespace string, podLabels map[string]string) ([]fixityv1.ImmutabilityPolicy, error) {
+	if AlwaysExcluded(namespace) {
+		return nil, nil
+	}
+	var list fixityv1.ImmutabilityPolicyList
+	if err := m.Reader.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing ImmutabilityPolicies: %w", err)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	var ns corev1.Namespace
+	if err := m.Reader.Get(ctx, client.ObjectKey{Name: namespace}, &ns); err != nil {
+		return nil, fmt.Errorf("reading namespace %q: %w", namespace, err)
+	}
+	var out []fixityv1.ImmutabilityPolicy
+	for i := range list.Items {
+		p := &list.Items[i]
+		ok, err := Matches(p, &ns, podLabels)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, *p)
+		}
+	}
+	slices.SortFunc(out, func(a, b fixityv1.ImmutabilityPolicy) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
