@@ -1,0 +1,180 @@
+// Command localenv runs the local environment behind `make demo` and hack/local-cluster.sh: a
+// full local cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK nodes)
+// with Fixity's CRDs and webhook configurations installed, and a loopback OCI registry holding
+// demo images signed with a demo cosign key. It runs in the foreground until SIGINT or SIGTERM and
+// then stops everything it started; hack/local-cluster.sh runs it in the background.
+//
+// It writes into --dir:
+//
+//	kubeconfig       admin kubeconfig for kubectl and the manager
+//	webhook-certs/   tls.crt and tls.key the manager must serve webhooks with
+//	cosign.pub       the demo signing key's public half
+//	images.env       shell variables naming the demo images by digest
+//	ready            written last, once everything above is usable
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/test/cluster"
+	"github.com/fixity-dev/fixity/test/registry"
+)
+
+func main() {
+	dir := flag.String("dir", ".local", "Directory for the kubeconfig, certificates, logs and state.")
+	nodes := flag.Int("nodes", 3, "Number of KWOK fake nodes.")
+	registryAddr := flag.String("registry", "127.0.0.1:5001", "Loopback address of the OCI registry.")
+	webhookPort := flag.Int("webhook-port", 9443, "Port the manager serves webhooks on (the API server calls 127.0.0.1:PORT).")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, *dir, *nodes, *registryAddr, *webhookPort)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "localenv:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, dir string, nodes int, registryAddr string, webhookPort int) (err error) {
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	ready := filepath.Join(dir, "ready")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	_ = os.Remove(ready)
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+
+	reg, err := registry.StartAt(registryAddr)
+	if err != nil {
+		return fmt.Errorf("starting the registry on %s: %w", registryAddr, err)
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	images, err := pushDemoImages(ctx, reg, dir)
+	if err != nil {
+		return err
+	}
+
+	c, err := cluster.Start(cluster.Options{
+		Dir:               filepath.Join(dir, "cluster"),
+		Nodes:             nodes,
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
+		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+		WebhookHost:       "127.0.0.1",
+		WebhookPort:       webhookPort,
+		StartTimeout:      3 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the local cluster: %w", err)
+	}
+	defer func() { err = errors.Join(err, c.Stop()) }()
+
+	if err := install(ctx, c, dir); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "images.env"), images); err != nil {
+		return err
+	}
+	if err := writeFile(ready, time.Now().Format(time.RFC3339)+"\n"); err != nil {
+		return err
+	}
+	fmt.Printf("Local environment ready: %d nodes, registry %s, kubeconfig %s\n", len(c.NodeNames), reg.Host(), filepath.Join(dir, "kubeconfig"))
+	<-ctx.Done()
+	fmt.Println("Stopping the local environment")
+	_ = os.Remove(ready)
+	return nil
+}
+
+// install puts in place what an installation of the operator would: its namespace (for leader
+// election and events), and the kubeconfig and serving certificate a manager outside the cluster
+// needs.
+func install(ctx context.Context, c *cluster.Cluster, dir string) error {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fixityv1.OperatorNamespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", fixityv1.OperatorNamespace, err)
+	}
+	if err := copyFile(c.KubeconfigPath, filepath.Join(dir, "kubeconfig")); err != nil {
+		return err
+	}
+	certs := filepath.Join(dir, "webhook-certs")
+	if err := os.MkdirAll(certs, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		if err := copyFile(filepath.Join(c.Webhook.LocalServingCertDir, f), filepath.Join(certs, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pushDemoImages pushes a signed and an unsigned image and returns shell assignments naming them
+// by tag and by digest, for the demo script.
+func pushDemoImages(ctx context.Context, reg *registry.Registry, dir string) (string, error) {
+	key, err := registry.GenerateKey()
+	if err != nil {
+		return "", err
+	}
+	if err := writeFile(filepath.Join(dir, "cosign.pub"), string(key.PublicPEM)); err != nil {
+		return "", err
+	}
+	signed, err := reg.PushRandomImage(ctx, "shop/web", "1.0")
+	if err != nil {
+		return "", err
+	}
+	if err := reg.Sign(ctx, signed, key); err != nil {
+		return "", err
+	}
+	unsigned, err := reg.PushRandomImage(ctx, "shop/unsigned", "1.0")
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "REGISTRY=%s\n", reg.Host())
+	fmt.Fprintf(&b, "SIGNED_TAG=%s/shop/web:1.0\nSIGNED_DIGEST=%s\n", reg.Host(), signed.String())
+	fmt.Fprintf(&b, "UNSIGNED_TAG=%s/shop/unsigned:1.0\nUNSIGNED_DIGEST=%s\n", reg.Host(), unsigned.String())
+	return b.String(), nil
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", from, err)
+	}
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", to, err)
+	}
+	return nil
+}
+
+func writeFile(path, content string) error {
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

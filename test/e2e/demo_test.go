@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/onsi/gomega"
+)
+
+// `make demo` is one of the two commands a newcomer runs; this runs its script with its own
+// directory and ports and checks what it promises: Ready fake nodes, a running manager, Ready
+// policies and a rolled-out Deployment, and that `down` leaves nothing behind.
+func TestDemo(t *testing.T) {
+	g := gomega.NewWithT(t)
+	dir := t.TempDir()
+	ports := make([]int, 3)
+	for i := range ports {
+		p, err := freePort()
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		ports[i] = p
+	}
+	envVars := append(os.Environ(),
+		"FIXITY_LOCAL_DIR="+dir,
+		"FIXITY_REGISTRY=127.0.0.1:"+strconv.Itoa(ports[0]),
+		"FIXITY_WEBHOOK_PORT="+strconv.Itoa(ports[1]),
+		"FIXITY_PROBE_ADDR=127.0.0.1:"+strconv.Itoa(ports[2]),
+		"FIXITY_MANAGER="+managerBin,
+	)
+	script := filepath.Join(root, "hack", "demo.sh")
+	demo := func(arg string) (string, error) {
+		cmd := exec.Command(script, arg)
+		cmd.Env = envVars
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { _, _ = demo("down") })
+
+	out, err := demo("up")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), "%s\n--- localenv.log:\n%s\n--- manager.log:\n%s", out, readFile(dir, "localenv.log"), readFile(dir, "manager.log"))
+	g.Expect(out).To(gomega.ContainSubstring("kwok-node-2   Ready"))
+	g.Expect(out).To(gomega.MatchRegexp(`production\s+Enforce\s+True`))
+	g.Expect(out).To(gomega.ContainSubstring(`deployment "web" successfully rolled out`))
+	g.Expect(out).To(gomega.ContainSubstring("make demo-down"))
+	g.Expect(readFile(dir, "manager.log")).To(gomega.ContainSubstring(`"Running as"`))
+
+	out, err = demo("down")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring("manager stopped"))
+	g.Expect(out).To(gomega.ContainSubstring("local environment stopped"))
+	g.Expect(filepath.Join(dir, "ready")).NotTo(gomega.BeAnExistingFile())
+}
+
+func readFile(dir, name string) string {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,241 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/test/cluster"
+)
+
+const validKey = `-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE8nXRh950IZbRj8Ra/N9sbqOPZrfM
+5/KAQN0/KjHcorm/J5yctVd7iEcnessRQjU917hmKO6JWVGHpDguIyakZA==
+-----END PUBLIC KEY-----`
+
+// keyAuthority is a valid key authority named name, as YAML list item lines.
+func keyAuthority(name string) string {
+	return "- name: " + name + "\n  key:\n    publicKey: |\n" + indentBy(validKey, 6)
+}
+
+func indentBy(s string, n int) string {
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+}
+
+// verifyWith wraps authority lines in spec.images.verify.
+func verifyWith(extra string, authorities ...string) string {
+	s := "images:\n  verify:\n" + extra + "    authorities:\n"
+	for _, a := range authorities {
+		s += indentBy(a, 4) + "\n"
+	}
+	return s
+}
+
+const keyless = `- name: ci
+  keyless:
+    issuer: https://token.actions.githubusercontent.com
+    subject: https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main
+    trustRootRef: {namespace: fixity-system, name: sigstore-trust-root}`
+
+func TestPolicyCreateIsRejected(t *testing.T) {
+	cases := []struct {
+		name  string
+		spec  string
+		field string // the field path the error must name
+		msg   string // and what it must say
+	}{
+		{"unknown mode", "mode: Strict", "spec.mode", `Unsupported value: "Strict"`},
+		{"unknown digest rule", "images:\n  digest: Sometimes", "spec.images.digest", `Unsupported value: "Sometimes"`},
+		{"registry with a URL scheme", "images:\n  allowedRegistries: [\"https://ghcr.io/acme/\"]", "spec.images.allowedRegistries[0]", "without a URL scheme"},
+		{"empty registry prefix", "images:\n  allowedRegistries: [\"\"]", "spec.images.allowedRegistries[0]", "at least 1 chars long"},
+		{"duplicate registry prefix", "images:\n  allowedRegistries: [ghcr.io/a/, ghcr.io/a/]", "spec.images.allowedRegistries[1]", "Duplicate value"},
+		{"threshold above the number of authorities", verifyWith("    threshold: 2\n", keyAuthority("release")), "spec.images.verify", "threshold must not exceed the number of authorities"},
+		{"threshold zero", verifyWith("    threshold: 0\n", keyAuthority("release")), "spec.images.verify.threshold", "greater than or equal to 1"},
+		{"no authorities", "images:\n  verify:\n    authorities: []", "spec.images.verify.authorities", "at least 1 items"},
+		{"authorities missing", "images:\n  verify:\n    threshold: 1", "spec.images.verify.authorities", "Required value"},
+		{"duplicate authority names", verifyWith("", keyAuthority("release"), keyAuthority("release")), "spec.images.verify.authorities[1]", "Duplicate value"},
+		{"authority name not a DNS label", verifyWith("", keyAuthority("Release!")), "spec.images.verify.authorities[0].name", "should match"},
+		{"authority with key and keyless", verifyWith("", keyAuthority("both")+"\n"+strings.TrimPrefix(keyless, "- name: ci\n")), "spec.images.verify.authorities[0]", "exactly one of key or keyless must be set"},
+		{"authority with neither key nor keyless", verifyWith("", "- name: empty"), "spec.images.verify.authorities[0]", "exactly one of key or keyless must be set"},
+		{"key with publicKey and secretRef", verifyWith("", keyAuthority("both")+"\n    secretRef: {namespace: fixity-system, name: cosign-pub}"), "spec.images.verify.authorities[0].key", "exactly one of publicKey or secretRef must be set"},
+		{"key with neither publicKey nor secretRef", verifyWith("", "- name: none\n  key: {}"), "spec.images.verify.authorities[0].key", "exactly one of publicKey or secretRef must be set"},
+		{"publicKey not PEM", verifyWith("", "- name: bad\n  key:\n    publicKey: not-a-key"), "spec.images.verify.authorities[0].key.publicKey", "publicKey must be a PEM public key"},
+		{"secretRef without namespace", verifyWith("", "- name: s\n  key:\n    secretRef: {name: cosign-pub}"), "spec.images.verify.authorities[0].key.secretRef.namespace", "Required value"},
+		{"unknown transparencyLog rule", verifyWith("", keyAuthority("release")+"\n  transparencyLog: Sometimes"), "spec.images.verify.authorities[0].transparencyLog", `Unsupported value: "Sometimes"`},
+		{"keyless with subject and subjectRegExp", verifyWith("", keyless+"\n    subjectRegExp: '^https://github.com/acme/.*$'"), "spec.images.verify.authorities[0].keyless", "exactly one of subject or subjectRegExp must be set"},
+		{"keyless with neither subject nor subjectRegExp", verifyWith("", "- name: ci\n  keyless:\n    issuer: https://issuer.example\n    trustRootRef: {namespace: fixity-system, name: root}"), "spec.images.verify.authorities[0].keyless", "exactly one of subject or subjectRegExp must be set"},
+		{"keyless issuer not a URL", verifyWith("", strings.Replace(keyless, "https://token.actions.githubusercontent.com", "not a url", 1)), "spec.images.verify.authorities[0].keyless.issuer", "issuer must be a URL"},
+		{"keyless without trust root", verifyWith("", "- name: ci\n  keyless:\n    issuer: https://issuer.example\n    subject: me"), "spec.images.verify.authorities[0].keyless.trustRootRef", "Required value"},
+		{"trust root of unknown kind", verifyWith("", strings.Replace(keyless, "{namespace:", "{kind: Pod, namespace:", 1)), "spec.images.verify.authorities[0].keyless.trustRootRef.kind", `Unsupported value: "Pod"`},
+		{"unknown exec rule", "runtime:\n  exec: Sometimes", "spec.runtime.exec", `Unsupported value: "Sometimes"`},
+		{"unknown portForward rule", "runtime:\n  portForward: Maybe", "spec.runtime.portForward", `Unsupported value: "Maybe"`},
+		{"unknown ephemeralContainers rule", "runtime:\n  ephemeralContainers: Maybe", "spec.runtime.ephemeralContainers", `Unsupported value: "Maybe"`},
+		{"unknown privileged rule", "runtime:\n  privileged: Maybe", "spec.runtime.privileged", `Unsupported value: "Maybe"`},
+		{"unknown readOnlyRootFilesystem rule", "runtime:\n  readOnlyRootFilesystem: Deny", "spec.runtime.readOnlyRootFilesystem", `Unsupported value: "Deny"`},
+		{"unknown drift action", "drift:\n  action: Delete", "spec.drift.action", `Unsupported value: "Delete"`},
+		{"unknown drift check", "drift:\n  checks: [ImageDigest, Vibes]", "spec.drift.checks[1]", `Unsupported value: "Vibes"`},
+		{"maxDriftedPercent above 100", "drift:\n  maxDriftedPercent: 101", "spec.drift.maxDriftedPercent", "less than or equal to 100"},
+		{"maxDriftedPercent negative", "drift:\n  maxDriftedPercent: -1", "spec.drift.maxDriftedPercent", "greater than or equal to 0"},
+		{"excluded namespace not a DNS label", "match:\n  excludeNamespaces: [Kube_System]", "spec.match.excludeNamespaces[0]", "should match"},
+		{"unknown field", "images:\n  digests: Require", "spec.images.digests", "unknown field"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			obj := fromYAML(t, policyYAML(uniqueName("invalid"), tc.spec))
+			err := k8s.Create(context.Background(), obj, client.FieldValidation("Strict"))
+			g.Expect(err).To(gomega.HaveOccurred(), "the API server accepted:\n%s", tc.spec)
+			g.Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(gomega.BeTrue(), "unexpected error type: %v", err)
+			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.field), "the error must name the field")
+			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.msg))
+		})
+	}
+}
+
+func TestPolicyDefaults(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	name := uniqueName("defaults")
+	g.Expect(k8s.Create(ctx, fromYAML(t, policyYAML(name, "{}")))).To(gomega.Succeed())
+
+	p := &fixityv1.ImmutabilityPolicy{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, p)).To(gomega.Succeed())
+	g.Expect(p.Spec.Mode).To(gomega.Equal(fixityv1.ModeEnforce))
+	g.Expect(p.Spec.Images.Digest).To(gomega.Equal(fixityv1.DigestResolve))
+	g.Expect(p.Spec.Images.Verify).To(gomega.BeNil(), "no signature requirement unless asked for")
+	g.Expect(p.Spec.Runtime).To(gomega.Equal(fixityv1.RuntimeRules{
+		Exec: fixityv1.Deny, PortForward: fixityv1.Allow, EphemeralContainers: fixityv1.Deny,
+		Privileged: fixityv1.Deny, ReadOnlyRootFilesystem: fixityv1.Ignore,
+	}))
+	g.Expect(p.Spec.Drift.Action).To(gomega.Equal(fixityv1.DriftReplace))
+	g.Expect(p.Spec.Drift.Checks).To(gomega.Equal(fixityv1.AllDriftChecks))
+	g.Expect(p.Spec.Drift.MaxDriftedPercent).To(gomega.HaveValue(gomega.BeEquivalentTo(50)))
+
+	// Defaults inside verify: threshold 1, transparencyLog Ignore, the Secret key, the trust root kind.
+	name = uniqueName("verify-defaults")
+	spec := verifyWith("", "- name: s\n  key:\n    secretRef: {namespace: fixity-system, name: cosign-pub}", keyless)
+	g.Expect(k8s.Create(ctx, fromYAML(t, policyYAML(name, spec)))).To(gomega.Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, p)).To(gomega.Succeed())
+	v := p.Spec.Images.Verify
+	g.Expect(v.Threshold).To(gomega.BeEquivalentTo(1))
+	g.Expect(v.Authorities[0].TransparencyLog).To(gomega.Equal(fixityv1.TransparencyLogIgnore))
+	g.Expect(v.Authorities[0].Key.SecretRef.Key).To(gomega.Equal("cosign.pub"))
+	g.Expect(v.Authorities[1].Keyless.TrustRootRef.Kind).To(gomega.Equal("ConfigMap"))
+}
+
+func TestPolicyValidExamplesAreAccepted(t *testing.T) {
+	ctx := context.Background()
+	valid := map[string]string{
+		"threshold 2 of 3": verifyWith("    threshold: 2\n", keyAuthority("a"), keyAuthority("b"), keyless),
+		"keyless regexp":   verifyWith("", strings.Replace(keyless, "subject: ", "subjectRegExp: ", 1)),
+		"audit, report":    "mode: Audit\ndrift:\n  action: Report\n  checks: [SpecChange]\n  maxDriftedPercent: 0",
+		"selectors":        "match:\n  namespaceSelector: {matchLabels: {team: shop}}\n  podSelector: {matchExpressions: [{key: app, operator: In, values: [web]}]}\n  excludeNamespaces: [sandbox]",
+	}
+	for name, spec := range valid {
+		t.Run(name, func(t *testing.T) {
+			obj := fromYAML(t, policyYAML(uniqueName("valid"), spec))
+			gomega.NewWithT(t).Expect(k8s.Create(ctx, obj, client.FieldValidation("Strict"))).To(gomega.Succeed())
+		})
+	}
+}
+
+func TestGrantCreateIsRejected(t *testing.T) {
+	ns := createNamespace(t, context.Background(), nil)
+	const ok = "pods: [web-0]\naccess: [Exec]\nreason: \"INC-1234: checkout returns 500\"\n"
+	cases := []struct {
+		name, spec, field, msg string
+	}{
+		{"unknown access kind", "pods: [web-0]\naccess: [Shell]\nreason: \"INC-1234: checkout returns 500\"", "spec.access[0]", `Unsupported value: "Shell"`},
+		{"no access kinds", "pods: [web-0]\naccess: []\nreason: \"INC-1234: checkout returns 500\"", "spec.access", "at least 1 items"},
+		{"missing reason", "pods: [web-0]\naccess: [Exec]", "spec.reason", "Required value"},
+		{"reason too short", "pods: [web-0]\naccess: [Exec]\nreason: oops", "spec.reason", "at least 10 chars long"},
+		{"duration zero", ok + "duration: 0s", "spec.duration", "duration must be greater than 0"},
+		{"duration over 1h", ok + "duration: 61m", "spec.duration", "duration must be at most 1h"},
+		{"duration not a duration", ok + "duration: soon", "spec.duration", "should match"},
+		{"pods and podSelector", ok + "podSelector: {matchLabels: {app: web}}", "spec", "exactly one of pods or podSelector must be set"},
+		{"neither pods nor podSelector", "access: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec", "exactly one of pods or podSelector must be set"},
+		{"empty pod list", "pods: []\naccess: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec.pods", "at least 1 items"},
+		{"pod name invalid", "pods: [Web_0]\naccess: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec.pods[0]", "should match"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			err := k8s.Create(context.Background(), fromYAML(t, grantYAML(ns, uniqueName("grant"), tc.spec)), client.FieldValidation("Strict"))
+			g.Expect(err).To(gomega.HaveOccurred(), "the API server accepted:\n%s", tc.spec)
+			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.field))
+			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.msg))
+		})
+	}
+}
+
+func TestGrantDefaultsAndImmutableSpec(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := createNamespace(t, ctx, nil)
+	name := uniqueName("grant")
+	g.Expect(k8s.Create(ctx, fromYAML(t, grantYAML(ns, name, "pods: [web-0]\naccess: [Exec, Debug]\nreason: \"INC-1234: checkout returns 500\"")))).To(gomega.Succeed())
+
+	grant := &fixityv1.AccessGrant{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, grant)).To(gomega.Succeed())
+	g.Expect(grant.Spec.Duration).NotTo(gomega.BeNil())
+	g.Expect(grant.Spec.Duration.Duration.String()).To(gomega.Equal("5m0s"))
+
+	// Widening a grant after the fact is exactly what must be impossible.
+	for field, value := range map[string]any{
+		"duration": "1h",
+		"pods":     []any{"web-0", "db-0"},
+		"access":   []any{"Exec", "Debug", "PortForward"},
+		"reason":   "something else entirely",
+	} {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(fixityv1.GroupVersion.WithKind("AccessGrant"))
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u)).To(gomega.Succeed())
+		g.Expect(unstructured.SetNestedField(u.Object, value, "spec", field)).To(gomega.Succeed())
+		err := k8s.Update(ctx, u)
+		g.Expect(err).To(gomega.HaveOccurred(), "changing spec.%s was accepted", field)
+		g.Expect(err.Error()).To(gomega.ContainSubstring("spec is immutable"))
+	}
+}
+
+// The samples are what newcomers apply first; they must stay valid.
+func TestSamplesAreValid(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	root, err := cluster.RepoRoot()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "*.yaml"))
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(files).NotTo(gomega.BeEmpty())
+	created := 0
+	// Namespaces first, so namespaced samples find theirs.
+	for _, wantNamespace := range []bool{true, false} {
+		for _, f := range files {
+			if filepath.Base(f) == "kustomization.yaml" {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			g.Expect(err).NotTo(gomega.HaveOccurred())
+			u := &unstructured.Unstructured{}
+			g.Expect(yaml.Unmarshal(data, &u.Object)).To(gomega.Succeed(), f)
+			if (u.GetKind() == "Namespace") != wantNamespace {
+				continue
+			}
+			err = k8s.Create(ctx, u, client.FieldValidation("Strict"))
+			if !apierrors.IsAlreadyExists(err) {
+				g.Expect(err).NotTo(gomega.HaveOccurred(), "sample %s", f)
+			}
+			created++
+		}
+	}
+	g.Expect(created).To(gomega.BeNumerically(">=", 4))
+}

@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/fixity-dev/fixity/internal/identity"
+	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/test/cluster"
+)
+
+var (
+	env *cluster.Cluster
+	// k8s talks to the API server directly (no cache), as a user would.
+	k8s client.Client
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	env, err = cluster.StartControlPlane(cluster.Options{
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
+		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := startOperator(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the operator:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// startOperator runs the manager as cmd/main.go does, with its webhook server where envtest
+// registered the webhooks.
+func startOperator(ctx context.Context) error {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
+	scheme := operator.NewScheme()
+	var err error
+	if k8s, err = client.New(env.Config, client.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	self, err := identity.Self(ctx, env.Config)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host:    env.Webhook.LocalServingHost,
+			Port:    env.Webhook.LocalServingPort,
+			CertDir: env.Webhook.LocalServingCertDir,
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	if err := operator.Setup(mgr, operator.Options{Self: self}); err != nil {
+		return err
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped:", err)
+		}
+	}()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("cache did not sync")
+	}
+	return nil
+}
