@@ -11,6 +11,7 @@ import (
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
+	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/policy"
 	"github.com/fixity-dev/fixity/webhooks/podaccess"
 	"github.com/fixity-dev/fixity/webhooks/pods"
@@ -37,8 +38,14 @@ func Setup(mgr ctrl.Manager, _ Options) error {
 		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
 	}
 	matcher := &policy.Matcher{Reader: mgr.GetClient()}
-	pods.Register(mgr, matcher)
-	workloads.Register(mgr, matcher)
+	// Each admission concern contributes checks (and mutations) that the pod and workload
+	// webhooks run for every matching policy.
+	var (
+		mutators []admit.Mutator
+		checks   []admit.Check
+	)
+	pods.Register(mgr, matcher, mutators, checks)
+	workloads.Register(mgr, matcher, checks)
 	podaccess.Register(mgr, matcher)
 	return nil
 }

@@ -106,7 +106,7 @@ func TestPolicyDefaults(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
 	name := uniqueName("defaults")
-	g.Expect(k8s.Create(ctx, fromYAML(t, policyYAML(name, "{}")))).To(gomega.Succeed())
+	createPolicy(t, ctx, policyYAML(name, "{}"))
 
 	p := &fixityv1.ImmutabilityPolicy{}
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, p)).To(gomega.Succeed())
@@ -124,7 +124,7 @@ func TestPolicyDefaults(t *testing.T) {
 	// Defaults inside verify: threshold 1, transparencyLog Ignore, the Secret key, the trust root kind.
 	name = uniqueName("verify-defaults")
 	spec := verifyWith("", "- name: s\n  key:\n    secretRef: {namespace: fixity-system, name: cosign-pub}", keyless)
-	g.Expect(k8s.Create(ctx, fromYAML(t, policyYAML(name, spec)))).To(gomega.Succeed())
+	createPolicy(t, ctx, policyYAML(name, isolated+spec))
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, p)).To(gomega.Succeed())
 	v := p.Spec.Images.Verify
 	g.Expect(v.Threshold).To(gomega.BeEquivalentTo(1))
@@ -136,15 +136,14 @@ func TestPolicyDefaults(t *testing.T) {
 func TestPolicyValidExamplesAreAccepted(t *testing.T) {
 	ctx := context.Background()
 	valid := map[string]string{
-		"threshold 2 of 3": verifyWith("    threshold: 2\n", keyAuthority("a"), keyAuthority("b"), keyless),
-		"keyless regexp":   verifyWith("", strings.Replace(keyless, "subject: ", "subjectRegExp: ", 1)),
-		"audit, report":    "mode: Audit\ndrift:\n  action: Report\n  checks: [SpecChange]\n  maxDriftedPercent: 0",
+		"threshold 2 of 3": isolated + verifyWith("    threshold: 2\n", keyAuthority("a"), keyAuthority("b"), keyless),
+		"keyless regexp":   isolated + verifyWith("", strings.Replace(keyless, "subject: ", "subjectRegExp: ", 1)),
+		"audit, report":    isolated + "mode: Audit\ndrift:\n  action: Report\n  checks: [SpecChange]\n  maxDriftedPercent: 0",
 		"selectors":        "match:\n  namespaceSelector: {matchLabels: {team: shop}}\n  podSelector: {matchExpressions: [{key: app, operator: In, values: [web]}]}\n  excludeNamespaces: [sandbox]",
 	}
 	for name, spec := range valid {
 		t.Run(name, func(t *testing.T) {
-			obj := fromYAML(t, policyYAML(uniqueName("valid"), spec))
-			gomega.NewWithT(t).Expect(k8s.Create(ctx, obj, client.FieldValidation("Strict"))).To(gomega.Succeed())
+			createPolicy(t, ctx, policyYAML(uniqueName("valid"), spec))
 		})
 	}
 }
@@ -233,6 +232,9 @@ func TestSamplesAreValid(t *testing.T) {
 			err = k8s.Create(ctx, u, client.FieldValidation("Strict"))
 			if !apierrors.IsAlreadyExists(err) {
 				g.Expect(err).NotTo(gomega.HaveOccurred(), "sample %s", f)
+			}
+			if u.GetKind() == "ImmutabilityPolicy" {
+				t.Cleanup(func() { _ = k8s.Delete(context.Background(), u) })
 			}
 			created++
 		}

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 )
 
@@ -52,6 +53,19 @@ func indent(s string) string {
 func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
 }
+
+// createPolicy creates a policy and deletes it when the test ends, so that no test's policy
+// judges another test's pods.
+func createPolicy(t *testing.T, ctx context.Context, doc string) *unstructured.Unstructured {
+	t.Helper()
+	obj := fromYAML(t, doc)
+	gomega.NewWithT(t).Expect(k8s.Create(ctx, obj, client.FieldValidation("Strict"))).To(gomega.Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), obj) })
+	return obj
+}
+
+// isolated scopes a policy to namespaces labelled for one test only.
+const isolated = "match:\n  namespaceSelector: {matchLabels: {fixity.dev/test: isolated}}\n"
 
 func createNamespace(t *testing.T, ctx context.Context, labels map[string]string) string {
 	t.Helper()

@@ -30,7 +30,7 @@ func TestPolicyBecomesReadyAndFollowsGenerations(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
 	name := uniqueName("ready")
-	g.Expect(k8s.Create(ctx, fromYAML(t, policyYAML(name, "mode: Audit")))).To(gomega.Succeed())
+	createPolicy(t, ctx, policyYAML(name, isolated+"mode: Audit"))
 
 	g.Eventually(readyCondition(ctx, name), eventually, poll).Should(gomega.And(
 		gomega.HaveField("Status", metav1.ConditionTrue),
@@ -56,7 +56,7 @@ func TestPolicyThatCannotBeEnforcedIsNotReady(t *testing.T) {
 	name := uniqueName("badregexp")
 	spec := verifyWith("", strings.Replace(strings.Replace(keyless, "subject: ", "subjectRegExp: ", 1),
 		"https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main", "'^https://github.com/acme/(unclosed'", 1))
-	g.Expect(k8s.Create(ctx, fromYAML(t, policyYAML(name, spec)))).To(gomega.Succeed())
+	createPolicy(t, ctx, policyYAML(name, isolated+spec))
 
 	g.Eventually(readyCondition(ctx, name), eventually, poll).Should(gomega.And(
 		gomega.HaveField("Status", metav1.ConditionFalse),
@@ -66,7 +66,7 @@ func TestPolicyThatCannotBeEnforcedIsNotReady(t *testing.T) {
 
 	// A bad selector operator passes the schema but can never match: also not Ready.
 	name = uniqueName("badselector")
-	g.Expect(k8s.Create(ctx, fromYAML(t, policyYAML(name, "match:\n  podSelector: {matchExpressions: [{key: app, operator: Near, values: [web]}]}")))).To(gomega.Succeed())
+	createPolicy(t, ctx, policyYAML(name, "match:\n  namespaceSelector: {matchLabels: {fixity.dev/test: isolated}}\n  podSelector: {matchExpressions: [{key: app, operator: Near, values: [web]}]}"))
 	g.Eventually(readyCondition(ctx, name), eventually, poll).Should(gomega.And(
 		gomega.HaveField("Status", metav1.ConditionFalse),
 		gomega.HaveField("Message", gomega.ContainSubstring("spec.match.podSelector")),
@@ -77,7 +77,7 @@ func TestPolicyThatCannotBeEnforcedIsNotReady(t *testing.T) {
 func TestPolicyWithKubectl(t *testing.T) {
 	g := gomega.NewWithT(t)
 	name := uniqueName("kubectl")
-	g.Expect(k8s.Create(context.Background(), fromYAML(t, policyYAML(name, "mode: Audit")))).To(gomega.Succeed())
+	createPolicy(t, context.Background(), policyYAML(name, isolated+"mode: Audit"))
 
 	out, err := env.Kubectl("wait", "--for=condition=Ready", "--timeout=30s", "ipol/"+name).CombinedOutput()
 	g.Expect(err).NotTo(gomega.HaveOccurred(), string(out))

@@ -2,14 +2,18 @@ package pods
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/policy"
 )
 
@@ -24,36 +28,83 @@ const (
 // +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=mpods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,reinvocationPolicy=IfNeeded,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
 // +kubebuilder:webhook:path=/validate-v1-pod,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods;pods/ephemeralcontainers,verbs=create;update,versions=v1,name=pods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
 
-// Handler admits Pods against the matching policies.
-type Handler struct {
+// Validator enforces the checks of every matching policy on pods being created or updated,
+// including updates of the ephemeralcontainers subresource (kubectl debug).
+type Validator struct {
 	Matcher *policy.Matcher
 	Decoder admission.Decoder
-	// Mutating selects the mutating (digest resolution) or the validating behaviour.
-	Mutating bool
+	Checks  []admit.Check
 }
 
-// Handle decodes the pod and finds the policies that apply. The image rules (issue 3) and the
-// runtime rules (issue 4) are evaluated here; until then a matched pod is admitted unchanged.
-func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	log := ctrl.LoggerFrom(ctx)
-	pod := &corev1.Pod{}
-	if err := h.Decoder.Decode(req, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
+// Handle answers one admission request for a pod.
+func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	r, policies, resp := decode(ctx, h.Decoder, h.Matcher, req)
+	if r == nil {
+		return resp
 	}
-	// On CREATE the namespace may be missing from the object; the request always carries it.
-	policies, err := h.Matcher.ForPod(ctx, req.Namespace, pod.Labels)
+	vs := admit.RunChecks(ctx, h.Checks, policies, r)
+	ctrl.LoggerFrom(ctx).V(1).Info("Validated pod", "pod", klog.KRef(req.Namespace, req.Name), "operation", req.Operation,
+		"subresource", req.SubResource, "policies", len(policies), "violations", len(vs))
+	return admit.Response(vs)
+}
+
+// Mutator applies the mutations of the matching policies to pods being created.
+type Mutator struct {
+	Matcher  *policy.Matcher
+	Decoder  admission.Decoder
+	Mutators []admit.Mutator
+}
+
+// Handle answers one admission request for a pod being created with a JSON patch.
+func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	r, policies, resp := decode(ctx, h.Decoder, h.Matcher, req)
+	if r == nil {
+		return resp
+	}
+	var vs []admit.Violation
+	for _, m := range h.Mutators {
+		vs = append(vs, m.MutatePod(ctx, policies, r)...)
+	}
+	verdict := admit.Response(vs)
+	if !verdict.Allowed {
+		return verdict
+	}
+	mutated, err := json.Marshal(r.Pod)
 	if err != nil {
-		// Fail closed: a pod is never admitted because its policies could not be read.
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	log.V(1).Info("Admitting pod", "pod", klog.KRef(req.Namespace, req.Name), "operation", req.Operation, "policies", len(policies), "mutating", h.Mutating)
-	return admission.Allowed("")
+	patched := admission.PatchResponseFromRaw(req.Object.Raw, mutated)
+	return patched.WithWarnings(verdict.Warnings...)
+}
+
+// decode reads the pod (and the old pod on UPDATE) and the policies that apply to it. A nil
+// request means the returned response is final: the object did not decode, or the policies
+// could not be read, in which case the pod is denied (fail closed).
+func decode(ctx context.Context, dec admission.Decoder, m *policy.Matcher, req admission.Request) (*admit.Request, []fixityv1.ImmutabilityPolicy, admission.Response) {
+	pod := &corev1.Pod{}
+	if err := dec.Decode(req, pod); err != nil {
+		return nil, nil, admission.Errored(http.StatusBadRequest, err)
+	}
+	// Pods created by controllers may not carry their namespace yet; the request always does.
+	pod.Namespace = req.Namespace
+	r := &admit.Request{Pod: pod, Admission: req}
+	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+		r.OldPod = &corev1.Pod{}
+		if err := dec.DecodeRaw(req.OldObject, r.OldPod); err != nil {
+			return nil, nil, admission.Errored(http.StatusBadRequest, err)
+		}
+	}
+	policies, err := m.ForPod(ctx, req.Namespace, pod.Labels)
+	if err != nil {
+		return nil, nil, admission.Errored(http.StatusInternalServerError, err)
+	}
+	return r, policies, admission.Response{}
 }
 
 // Register serves both pod webhooks on mgr's webhook server.
-func Register(mgr ctrl.Manager, m *policy.Matcher) {
+func Register(mgr ctrl.Manager, m *policy.Matcher, mutators []admit.Mutator, checks []admit.Check) {
 	dec := admission.NewDecoder(mgr.GetScheme())
 	srv := mgr.GetWebhookServer()
-	srv.Register(MutatePath, &webhook.Admission{Handler: &Handler{Matcher: m, Decoder: dec, Mutating: true}})
-	srv.Register(ValidatePath, &webhook.Admission{Handler: &Handler{Matcher: m, Decoder: dec}})
+	srv.Register(MutatePath, &webhook.Admission{Handler: &Mutator{Matcher: m, Decoder: dec, Mutators: mutators}})
+	srv.Register(ValidatePath, &webhook.Admission{Handler: &Validator{Matcher: m, Decoder: dec, Checks: checks}})
 }

@@ -1,0 +1,111 @@
+package admit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
+
+// Violation is one rule of one policy that an object breaks.
+type Violation struct {
+	// Policy is the name of the policy whose rule is broken.
+	Policy string
+	// Mode is the policy's mode: Enforce violations deny, Audit ones warn.
+	Mode fixityv1.PolicyMode
+	// Rule names the rule for metrics, e.g. "images.digest" or "runtime.privileged".
+	Rule string
+	// Container is the container concerned; empty for pod-level rules.
+	Container string
+	// Message says what is wrong and how to fix it.
+	Message string
+}
+
+// String is the line the user reads: [policy NAME] container "C": MESSAGE.
+func (v Violation) String() string {
+	if v.Container != "" {
+		return fmt.Sprintf("[policy %s] container %q: %s", v.Policy, v.Container, v.Message)
+	}
+	return fmt.Sprintf("[policy %s] %s", v.Policy, v.Message)
+}
+
+// New returns a violation of rule in p.
+func New(p *fixityv1.ImmutabilityPolicy, rule, container, format string, args ...any) Violation {
+	return Violation{Policy: p.Name, Mode: p.Spec.Mode, Rule: rule, Container: container, Message: fmt.Sprintf(format, args...)}
+}
+
+// Check evaluates one admission concern of one policy against a pod. Workload templates are
+// checked as pods, so the same rules give the same messages at `kubectl apply` of a Deployment.
+// Implementations must not panic on any input and must report failures (a registry that cannot
+// be reached, a key that does not parse) as violations, never as a silent pass.
+type Check interface {
+	CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, req *Request) []Violation
+}
+
+// Request is what a Check sees: the pod (or the pod built from a workload template) and the
+// admission request it came in.
+type Request struct {
+	// Pod is the pod being admitted, after any earlier mutation.
+	Pod *corev1.Pod
+	// OldPod is the pod before an UPDATE; nil on CREATE and for templates.
+	OldPod *corev1.Pod
+	// Admission is the raw request (user, operation, subresource).
+	Admission admission.Request
+	// Template is true when Pod was built from a workload's pod template.
+	Template bool
+}
+
+var violations = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "fixity_admission_violations_total",
+	Help: "Policy violations found at admission, by policy, rule and mode (Enforce ones were denied, Audit ones warned).",
+}, []string{"policy", "rule", "mode"})
+
+func init() {
+	metrics.Registry.MustRegister(violations)
+}
+
+// Response denies when any violation comes from a policy in Enforce mode, listing one line per
+// Enforce violation; Audit violations come back as warnings either way, so kubectl prints them.
+func Response(vs []Violation) admission.Response {
+	var deny, warn []string
+	for _, v := range vs {
+		violations.WithLabelValues(v.Policy, v.Rule, string(v.Mode)).Inc()
+		if v.Mode == fixityv1.ModeAudit {
+			warn = append(warn, "audit: "+v.String())
+			continue
+		}
+		deny = append(deny, v.String())
+	}
+	var resp admission.Response
+	if len(deny) > 0 {
+		resp = admission.Denied(strings.Join(deny, "\n"))
+	} else {
+		resp = admission.Allowed("")
+	}
+	return resp.WithWarnings(warn...)
+}
+
+// RunChecks runs every check of every policy against req and returns all violations, in policy
+// order, so that a developer sees everything to fix at once rather than one error per attempt.
+func RunChecks(ctx context.Context, checks []Check, policies []fixityv1.ImmutabilityPolicy, req *Request) []Violation {
+	var out []Violation
+	for i := range policies {
+		for _, c := range checks {
+			out = append(out, c.CheckPod(ctx, &policies[i], req)...)
+		}
+	}
+	return out
+}
+
+// Mutator changes a pod being created (Resolve rewrites tags to digests) by the rules of the
+// matching policies, editing req.Pod in place. Problems it cannot resolve come back as
+// violations, which deny or warn like any other.
+type Mutator interface {
+	MutatePod(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *Request) []Violation
+}
