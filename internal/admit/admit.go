@@ -91,6 +91,16 @@ func Response(vs []Violation) admission.Response {
 	return resp.WithWarnings(warn...)
 }
 
+// Denies reports whether any of vs comes from a policy in Enforce mode.
+func Denies(vs []Violation) bool {
+	for _, v := range vs {
+		if v.Mode != fixityv1.ModeAudit {
+			return true
+		}
+	}
+	return false
+}
+
 // RunChecks runs every check of every policy against req and returns all violations, in policy
 // order, so that a developer sees everything to fix at once rather than one error per attempt.
 func RunChecks(ctx context.Context, checks []Check, policies []fixityv1.ImmutabilityPolicy, req *Request) []Violation {
@@ -108,4 +118,10 @@ func RunChecks(ctx context.Context, checks []Check, policies []fixityv1.Immutabi
 // violations, which deny or warn like any other.
 type Mutator interface {
 	MutatePod(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *Request) []Violation
+}
+
+// Guard protects an invariant that holds whatever the policies say (only the operator writes
+// fixity.dev/* annotations). A non-empty result is the denial message.
+type Guard interface {
+	Guard(ctx context.Context, req *Request) string
 }

@@ -10,9 +10,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/controllers/accessgrant"
 	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
 	"github.com/fixity-dev/fixity/internal/admit"
+	"github.com/fixity-dev/fixity/internal/grants"
+	"github.com/fixity-dev/fixity/internal/lockdown"
 	"github.com/fixity-dev/fixity/internal/policy"
+	accessgrantwebhook "github.com/fixity-dev/fixity/webhooks/accessgrant"
 	"github.com/fixity-dev/fixity/webhooks/podaccess"
 	"github.com/fixity-dev/fixity/webhooks/pods"
 	"github.com/fixity-dev/fixity/webhooks/workloads"
@@ -33,19 +37,38 @@ type Options struct {
 }
 
 // Setup registers every controller and webhook with mgr.
-func Setup(mgr ctrl.Manager, _ Options) error {
+func Setup(mgr ctrl.Manager, o Options) error {
 	if err := (&immutabilitypolicy.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
 	}
+	events := mgr.GetEventRecorder("fixity")
+	if err := (&accessgrant.Reconciler{Client: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the AccessGrant controller: %w", err)
+	}
+
 	matcher := &policy.Matcher{Reader: mgr.GetClient()}
+	podSecurity, err := lockdown.NewPodSecurity()
+	if err != nil {
+		return err
+	}
+	access := &lockdown.Access{
+		Finder:   &grants.Finder{Reader: mgr.GetClient()},
+		Recorder: &grants.Recorder{Client: mgr.GetClient(), Events: events},
+	}
+	annotations := &lockdown.AnnotationGuard{Operator: o.Self.Username}
+
 	// Each admission concern contributes checks (and mutations) that the pod and workload
-	// webhooks run for every matching policy.
+	// webhooks run for every matching policy. The annotation guard mutates first: it drops
+	// user-written fixity.dev/* annotations before the operator's own are added.
 	var (
-		mutators []admit.Mutator
-		checks   []admit.Check
+		mutators = []admit.Mutator{annotations}
+		checks   = []admit.Check{podSecurity}
 	)
-	pods.Register(mgr, matcher, mutators, checks)
+	pods.Register(mgr,
+		&pods.Mutator{Matcher: matcher, Mutators: mutators},
+		&pods.Validator{Matcher: matcher, Guards: []admit.Guard{annotations}, Checks: checks, Access: access})
 	workloads.Register(mgr, matcher, checks)
-	podaccess.Register(mgr, matcher)
+	podaccess.Register(mgr, matcher, access)
+	accessgrantwebhook.Register(mgr, matcher, o.Self.Username)
 	return nil
 }

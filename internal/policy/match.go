@@ -25,9 +25,8 @@ func AlwaysExcluded(namespace string) bool {
 // AlwaysExcludedNamespaces returns the namespaces no policy may cover.
 func AlwaysExcludedNamespaces() []string { return slices.Clone(alwaysExcluded) }
 
-// Matches reports whether p applies to a pod with podLabels in ns. A selector that does not
-// parse is an error naming the policy and field, never a silent non-match.
-func Matches(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace, podLabels map[string]string) (bool, error) {
+// MatchesNamespace reports whether p applies to some pods in ns (its podSelector aside).
+func MatchesNamespace(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace) (bool, error) {
 	if AlwaysExcluded(ns.Name) || slices.Contains(p.Spec.Match.ExcludeNamespaces, ns.Name) {
 		return false, nil
 	}
@@ -35,8 +34,15 @@ func Matches(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace, podLabels map
 	if err != nil {
 		return false, fmt.Errorf("policy %s: spec.match.namespaceSelector: %w", p.Name, err)
 	}
-	if !ok {
-		return false, nil
+	return ok, nil
+}
+
+// Matches reports whether p applies to a pod with podLabels in ns. A selector that does not
+// parse is an error naming the policy and field, never a silent non-match.
+func Matches(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace, podLabels map[string]string) (bool, error) {
+	ok, err := MatchesNamespace(p, ns)
+	if err != nil || !ok {
+		return false, err
 	}
 	ok, err = selectorMatches(p.Spec.Match.PodSelector, podLabels)
 	if err != nil {
@@ -63,10 +69,21 @@ type Matcher struct {
 	Reader client.Reader
 }
 
+// ForNamespace returns the policies that apply to some pods in namespace.
+func (m *Matcher) ForNamespace(ctx context.Context, namespace string) ([]fixityv1.ImmutabilityPolicy, error) {
+	return m.find(ctx, namespace, MatchesNamespace)
+}
+
 // ForPod returns the policies that apply to a pod with podLabels in namespace, sorted by name so
 // that messages are stable. Errors (namespace unreadable, bad selector) are returned so that
 // callers fail closed.
 func (m *Matcher) ForPod(ctx context.Context, namespace string, podLabels map[string]string) ([]fixityv1.ImmutabilityPolicy, error) {
+	return m.find(ctx, namespace, func(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace) (bool, error) {
+		return Matches(p, ns, podLabels)
+	})
+}
+
+func (m *Matcher) find(ctx context.Context, namespace string, match func(*fixityv1.ImmutabilityPolicy, *corev1.Namespace) (bool, error)) ([]fixityv1.ImmutabilityPolicy, error) {
 	if AlwaysExcluded(namespace) {
 		return nil, nil
 	}
@@ -84,7 +101,7 @@ func (m *Matcher) ForPod(ctx context.Context, namespace string, podLabels map[st
 	var out []fixityv1.ImmutabilityPolicy
 	for i := range list.Items {
 		p := &list.Items[i]
-		ok, err := Matches(p, &ns, podLabels)
+		ok, err := match(p, &ns)
 		if err != nil {
 			return nil, err
 		}

@@ -27,9 +27,9 @@ func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
 }
 
-// enforcedNamespace creates a namespace and an Enforce policy selecting it, and waits until the
-// policy is Ready.
-func enforcedNamespace(t *testing.T, ctx context.Context) string {
+// enforcedNamespace creates a namespace and a policy selecting it (Enforce with the defaults,
+// unless edit changes the spec), and waits until the policy is Ready.
+func enforcedNamespace(t *testing.T, ctx context.Context, edit ...func(*fixityv1.ImmutabilityPolicySpec)) string {
 	t.Helper()
 	g := gomega.NewWithT(t)
 	name := uniqueName("shop")
@@ -44,6 +44,9 @@ func enforcedNamespace(t *testing.T, ctx context.Context) string {
 		Spec: fixityv1.ImmutabilityPolicySpec{Match: fixityv1.PolicyMatch{
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"fixity.dev/enforce": name}},
 		}},
+	}
+	for _, e := range edit {
+		e(&p.Spec)
 	}
 	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), p) })

@@ -199,8 +199,10 @@ func TestGrantDefaultsAndImmutableSpec(t *testing.T) {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(fixityv1.GroupVersion.WithKind("AccessGrant"))
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u)).To(gomega.Succeed())
+		before := u.DeepCopy()
 		g.Expect(unstructured.SetNestedField(u.Object, value, "spec", field)).To(gomega.Succeed())
-		err := k8s.Update(ctx, u)
+		// A merge patch, as kubectl sends: no resourceVersion, so only the rule can refuse it.
+		err := k8s.Patch(ctx, u, client.MergeFrom(before))
 		g.Expect(err).To(gomega.HaveOccurred(), "changing spec.%s was accepted", field)
 		g.Expect(err.Error()).To(gomega.ContainSubstring("spec is immutable"))
 	}

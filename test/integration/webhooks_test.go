@@ -112,8 +112,10 @@ func TestWebhookConfigurationsExemptTheControlPlane(t *testing.T) {
 			hooks[w.Name] = hook{w.FailurePolicy, w.NamespaceSelector}
 		}
 	}
-	g.Expect(hooks).To(gomega.HaveLen(4))
-	for _, name := range []string{"mpods.fixity.dev", "pods.fixity.dev", "workloads.fixity.dev", "podaccess.fixity.dev"} {
+	names := []string{"mpods.fixity.dev", "pods.fixity.dev", "workloads.fixity.dev", "podaccess.fixity.dev",
+		"maccessgrants.fixity.dev", "accessgrants.fixity.dev"}
+	g.Expect(hooks).To(gomega.HaveLen(len(names)))
+	for _, name := range names {
 		h, ok := hooks[name]
 		g.Expect(ok).To(gomega.BeTrue(), "webhook %s is not registered", name)
 		g.Expect(h.failurePolicy).To(gomega.HaveValue(gomega.Equal(admissionregistrationv1.Fail)), name)

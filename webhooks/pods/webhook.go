@@ -14,6 +14,7 @@ import (
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
+	"github.com/fixity-dev/fixity/internal/lockdown"
 	"github.com/fixity-dev/fixity/internal/policy"
 )
 
@@ -26,14 +27,21 @@ const (
 // The namespaceSelector keeps the control plane and the operator itself out of reach of
 // failurePolicy=fail: they keep working while the operator is down (see internal/policy).
 // +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=mpods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,reinvocationPolicy=IfNeeded,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
-// +kubebuilder:webhook:path=/validate-v1-pod,mutating=false,failurePolicy=fail,sideEffects=None,groups="",resources=pods;pods/ephemeralcontainers,verbs=create;update,versions=v1,name=pods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
+// +kubebuilder:webhook:path=/validate-v1-pod,mutating=false,failurePolicy=fail,groups="",resources=pods;pods/ephemeralcontainers,verbs=create;update,versions=v1,name=pods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,sideEffects=NoneOnDryRun,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
+
+// sideEffects=NoneOnDryRun on pods.fixity.dev: a `kubectl debug` let through by an AccessGrant is
+// recorded on the grant.
 
 // Validator enforces the checks of every matching policy on pods being created or updated,
 // including updates of the ephemeralcontainers subresource (kubectl debug).
 type Validator struct {
 	Matcher *policy.Matcher
 	Decoder admission.Decoder
+	Guards  []admit.Guard
 	Checks  []admit.Check
+	// Access decides kubectl debug (new ephemeral containers) by runtime.ephemeralContainers
+	// and AccessGrants.
+	Access *lockdown.Access
 }
 
 // Handle answers one admission request for a pod.
@@ -42,7 +50,18 @@ func (h *Validator) Handle(ctx context.Context, req admission.Request) admission
 	if r == nil {
 		return resp
 	}
+	for _, g := range h.Guards {
+		if msg := g.Guard(ctx, r); msg != "" {
+			return admission.Denied(msg)
+		}
+	}
 	vs := admit.RunChecks(ctx, h.Checks, policies, r)
+	// Decide a debug session in every case, so the message lists everything to fix, but record
+	// it only if nothing else refuses it: the audit trail holds accesses that happened.
+	if req.SubResource == "ephemeralcontainers" && h.Access != nil && len(lockdown.AddedEphemeralContainers(r)) > 0 {
+		dryRun := lockdown.DryRun(r) || admit.Denies(vs)
+		vs = append(vs, h.Access.Decide(ctx, policies, r.Pod, req.UserInfo.Username, fixityv1.AccessDebug, dryRun)...)
+	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Validated pod", "pod", klog.KRef(req.Namespace, req.Name), "operation", req.Operation,
 		"subresource", req.SubResource, "policies", len(policies), "violations", len(vs))
 	return admit.Response(vs)
@@ -102,9 +121,10 @@ func decode(ctx context.Context, dec admission.Decoder, m *policy.Matcher, req a
 }
 
 // Register serves both pod webhooks on mgr's webhook server.
-func Register(mgr ctrl.Manager, m *policy.Matcher, mutators []admit.Mutator, checks []admit.Check) {
+func Register(mgr ctrl.Manager, mut *Mutator, val *Validator) {
 	dec := admission.NewDecoder(mgr.GetScheme())
+	mut.Decoder, val.Decoder = dec, dec
 	srv := mgr.GetWebhookServer()
-	srv.Register(MutatePath, &webhook.Admission{Handler: &Mutator{Matcher: m, Decoder: dec, Mutators: mutators}})
-	srv.Register(ValidatePath, &webhook.Admission{Handler: &Validator{Matcher: m, Decoder: dec, Checks: checks}})
+	srv.Register(MutatePath, &webhook.Admission{Handler: mut})
+	srv.Register(ValidatePath, &webhook.Admission{Handler: val})
 }

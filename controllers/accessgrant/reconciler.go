@@ -1,0 +1,215 @@
+package accessgrant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/grants"
+	"github.com/fixity-dev/fixity/internal/patch"
+)
+
+// Reconciler reconciles an AccessGrant.
+type Reconciler struct {
+	client.Client
+	Events recorder.EventRecorder
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+
+// Reconcile brings one grant's status and its pods' taints up to date.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	g := &fixityv1.AccessGrant{}
+	if err := r.Get(ctx, req.NamespacedName, g); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !g.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.revoke(ctx, g)
+	}
+	// The finalizer lets deletion revoke: taint and announce before the grant disappears.
+	if !controllerutil.ContainsFinalizer(g, grants.Finalizer) {
+		before := g.DeepCopy()
+		controllerutil.AddFinalizer(g, grants.Finalizer)
+		if err := r.Patch(ctx, g, client.MergeFrom(before)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	helper := patch.NewHelper(g, r.Client)
+	defer func() {
+		g.Status.ObservedGeneration = g.Generation
+		if err := helper.PatchStatus(ctx, g); err != nil && !apierrors.IsNotFound(err) {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	var errs []error
+	for _, sub := range []func(context.Context, *fixityv1.AccessGrant) error{
+		r.reconcileRequester,
+		r.reconcilePhase,
+		r.reconcileTaints,
+	} {
+		if err := sub(ctx, g); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	setReady(g, err)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if g.Status.Phase == fixityv1.GrantActive {
+		// Wake up exactly when the grant ends; no polling.
+		return ctrl.Result{RequeueAfter: grants.ExpiresAt(g).Sub(r.now())}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) reconcileRequester(_ context.Context, g *fixityv1.AccessGrant) error {
+	g.Status.Requester = grants.Requester(g)
+	if g.Status.Requester == "" {
+		// Only possible if the grant was created while the webhook was not installed.
+		return errors.New("the grant has no requester: it was not admitted by the Fixity webhook, so nobody may use it")
+	}
+	return nil
+}
+
+func (r *Reconciler) reconcilePhase(ctx context.Context, g *fixityv1.AccessGrant) error {
+	expires := grants.ExpiresAt(g)
+	g.Status.ExpiresAt = &metav1.Time{Time: expires}
+	was := g.Status.Phase
+	if grants.Active(g, r.now()) {
+		g.Status.Phase = fixityv1.GrantActive
+		return nil
+	}
+	g.Status.Phase = fixityv1.GrantExpired
+	if was != fixityv1.GrantExpired {
+		ctrl.LoggerFrom(ctx).Info("Grant expired", "grant", klog.KObj(g), "expiresAt", expires)
+		r.announceEnd(ctx, g, fmt.Sprintf("expired at %s", expires.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
+// reconcileTaints marks every pod the grant let someone into, so it is replaced once the grant
+// has ended. A pod keeps the first taint it got.
+func (r *Reconciler) reconcileTaints(ctx context.Context, g *fixityv1.AccessGrant) error {
+	var errs []error
+	done := map[string]bool{}
+	for _, s := range g.Status.Sessions {
+		if done[s.Pod] {
+			continue
+		}
+		done[s.Pod] = true
+		pod := &corev1.Pod{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: s.Pod}, pod); err != nil {
+			if !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("reading pod %s/%s: %w", g.Namespace, s.Pod, err))
+			}
+			continue
+		}
+		if _, ok := pod.Annotations[fixityv1.TaintedAnnotation]; ok {
+			continue
+		}
+		before := pod.DeepCopy()
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[fixityv1.TaintedAnnotation] = grants.TaintValue(g, s)
+		if err := r.Patch(ctx, pod, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("tainting pod %s/%s: %w", g.Namespace, s.Pod, err))
+			continue
+		}
+		ctrl.LoggerFrom(ctx).Info("Tainted pod", "pod", klog.KObj(pod), "grant", klog.KObj(g))
+	}
+	return errors.Join(errs...)
+}
+
+// revoke ends a deleted grant: its pods are tainted and told, then the finalizer goes.
+func (r *Reconciler) revoke(ctx context.Context, g *fixityv1.AccessGrant) error {
+	if !controllerutil.ContainsFinalizer(g, grants.Finalizer) {
+		return nil
+	}
+	if err := r.reconcileTaints(ctx, g); err != nil {
+		return err
+	}
+	if g.Status.Phase != fixityv1.GrantRevoked && g.Status.Phase != fixityv1.GrantExpired {
+		before := g.DeepCopy()
+		g.Status.Phase = fixityv1.GrantRevoked
+		setReady(g, nil)
+		if err := r.Status().Patch(ctx, g, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("marking grant revoked: %w", err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Grant revoked", "grant", klog.KObj(g))
+		r.announceEnd(ctx, g, "was revoked (deleted)")
+	}
+	before := g.DeepCopy()
+	controllerutil.RemoveFinalizer(g, grants.Finalizer)
+	return client.IgnoreNotFound(r.Patch(ctx, g, client.MergeFrom(before)))
+}
+
+// announceEnd emits an Event on the grant and on each pod it let someone into: those pods are
+// now due for replacement.
+func (r *Reconciler) announceEnd(ctx context.Context, g *fixityv1.AccessGrant, how string) {
+	r.Events.Eventf(g, nil, corev1.EventTypeNormal, "GrantEnded", "End", "Grant %s; %d session(s) recorded", how, len(g.Status.Sessions))
+	seen := map[string]bool{}
+	for _, s := range g.Status.Sessions {
+		if seen[s.Pod] {
+			continue
+		}
+		seen[s.Pod] = true
+		pod := &corev1.Pod{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: s.Pod}, pod); err != nil {
+			continue
+		}
+		r.Events.Eventf(pod, g, corev1.EventTypeWarning, "ReplacementDue", "End",
+			"Grant %s/%s %s; this pod was accessed interactively and must be replaced by a fresh one", g.Namespace, g.Name, how)
+	}
+}
+
+// setReady derives Ready from the phase and the sub-reconcilers' outcome, in one place.
+func setReady(g *fixityv1.AccessGrant, err error) {
+	cond := metav1.Condition{Type: fixityv1.ReadyCondition, ObservedGeneration: g.Generation}
+	switch {
+	case err != nil:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "ReconcileError", err.Error()
+	case g.Status.Phase == fixityv1.GrantActive:
+		cond.Status, cond.Reason = metav1.ConditionTrue, string(fixityv1.GrantActive)
+		cond.Message = fmt.Sprintf("%s may use %v until %s", g.Status.Requester, g.Spec.Access, g.Status.ExpiresAt.UTC().Format(time.RFC3339))
+	default:
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(g.Status.Phase)
+		cond.Message = "The grant has ended and lets nobody in"
+	}
+	meta.SetStatusCondition(&g.Status.Conditions, cond)
+}
+
+// SetupWithManager registers the reconciler. Status changes (new sessions) trigger it too.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&fixityv1.AccessGrant{}).
+		Named("accessgrant").
+		Complete(r)
+}

@@ -1,0 +1,178 @@
+package grants
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
+
+// RequesterAnnotation records who created a grant. The AccessGrant webhook sets it from the
+// admission request and rejects any change to it by anyone but the operator.
+const RequesterAnnotation = fixityv1.Prefix + "requester"
+
+// Finalizer keeps a deleted grant until the operator has revoked it.
+const Finalizer = fixityv1.Prefix + "revoke"
+
+// DefaultDuration applies when a grant's duration is unset (the schema defaults it too).
+const DefaultDuration = 5 * time.Minute
+
+// ExpiresAt is when g stops letting anyone in.
+func ExpiresAt(g *fixityv1.AccessGrant) time.Time {
+	d := DefaultDuration
+	if g.Spec.Duration != nil {
+		d = g.Spec.Duration.Duration
+	}
+	return g.CreationTimestamp.Add(d)
+}
+
+// Requester is the user who created g.
+func Requester(g *fixityv1.AccessGrant) string {
+	return g.Annotations[RequesterAnnotation]
+}
+
+// Active reports whether g lets its requester in at now.
+func Active(g *fixityv1.AccessGrant, now time.Time) bool {
+	return g.DeletionTimestamp.IsZero() && Requester(g) != "" && now.Before(ExpiresAt(g))
+}
+
+// Covers reports whether g names pod (by name or label selector) and allows access.
+func Covers(g *fixityv1.AccessGrant, pod *corev1.Pod, access fixityv1.AccessKind) (bool, error) {
+	if g.Namespace != pod.Namespace || !slices.Contains(g.Spec.Access, access) {
+		return false, nil
+	}
+	if g.Spec.PodSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(g.Spec.PodSelector)
+		if err != nil {
+			return false, fmt.Errorf("grant %s/%s: spec.podSelector: %w", g.Namespace, g.Name, err)
+		}
+		return sel.Matches(labels.Set(pod.Labels)), nil
+	}
+	return slices.Contains(g.Spec.Pods, pod.Name), nil
+}
+
+// Finder looks up the grant that lets a user into a pod.
+type Finder struct {
+	Reader client.Reader
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Find returns the active grant of user that covers pod for access. Without one it returns nil
+// and a sentence for the denial message explaining why: no grant, or grants that exist but
+// belong to someone else, have expired, or do not include this access.
+func (f *Finder) Find(ctx context.Context, pod *corev1.Pod, user string, access fixityv1.AccessKind) (*fixityv1.AccessGrant, string, error) {
+	var list fixityv1.AccessGrantList
+	if err := f.Reader.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+		return nil, "", fmt.Errorf("listing AccessGrants in %s: %w", pod.Namespace, err)
+	}
+	now := time.Now()
+	if f.Now != nil {
+		now = f.Now()
+	}
+	var others, expired, otherAccess []string
+	for i := range list.Items {
+		g := &list.Items[i]
+		ref := g.Namespace + "/" + g.Name
+		covers, err := Covers(g, pod, access)
+		if err != nil {
+			return nil, "", err
+		}
+		if !covers {
+			// Same pod, other access kinds: worth telling the user which grant lacks what.
+			if allPods, _ := Covers(withAccess(g, access), pod, access); allPods && Requester(g) == user {
+				otherAccess = append(otherAccess, ref)
+			}
+			continue
+		}
+		switch {
+		case Requester(g) != user:
+			others = append(others, fmt.Sprintf("grant %s belongs to %s, not %s", ref, displayUser(Requester(g)), user))
+		case !Active(g, now):
+			expired = append(expired, fmt.Sprintf("grant %s ended at %s", ref, ExpiresAt(g).UTC().Format(time.RFC3339)))
+		default:
+			return g.DeepCopy(), "", nil
+		}
+	}
+	var why []string
+	why = append(why, others...)
+	why = append(why, expired...)
+	for _, ref := range otherAccess {
+		why = append(why, fmt.Sprintf("grant %s does not include %s", ref, access))
+	}
+	if len(why) == 0 {
+		return nil, fmt.Sprintf("no AccessGrant of %s covers pod %s for %s", user, pod.Name, access), nil
+	}
+	return nil, strings.Join(why, "; "), nil
+}
+
+func withAccess(g *fixityv1.AccessGrant, access fixityv1.AccessKind) *fixityv1.AccessGrant {
+	c := g.DeepCopy()
+	c.Spec.Access = []fixityv1.AccessKind{access}
+	return c
+}
+
+func displayUser(u string) string {
+	if u == "" {
+		return "nobody yet"
+	}
+	return u
+}
+
+// Recorder records admitted accesses: an entry in the grant's status.sessions and an Event on
+// the grant and on the pod. The AccessGrant controller taints the pods listed in sessions.
+type Recorder struct {
+	Client client.Client
+	Events recorder.EventRecorder
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Record appends a session to grant g and emits the Events. It retries on conflicts so that
+// concurrent sessions are all kept; an error means the session may not be recorded, and the
+// caller must deny the access rather than let an unrecorded one through.
+func (r *Recorder) Record(ctx context.Context, g *fixityv1.AccessGrant, pod *corev1.Pod, access fixityv1.AccessKind, user string) error {
+	now := time.Now()
+	if r.Now != nil {
+		now = r.Now()
+	}
+	session := fixityv1.AccessSession{Pod: pod.Name, Access: access, User: user, At: metav1.NewTime(now)}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := &fixityv1.AccessGrant{}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(g), cur); err != nil {
+			return err
+		}
+		before := cur.DeepCopy()
+		cur.Status.Sessions = append(cur.Status.Sessions, session)
+		// Bounded by the schema; keep the newest entries, the Events keep the full history.
+		if n := len(cur.Status.Sessions); n > MaxSessions {
+			cur.Status.Sessions = cur.Status.Sessions[n-MaxSessions:]
+		}
+		return r.Client.Status().Patch(ctx, cur, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
+		return fmt.Errorf("recording %s session on grant %s/%s: %w", access, g.Namespace, g.Name, err)
+	}
+	note := fmt.Sprintf("%s by %s on pod %s under grant %s/%s (reason: %s)", access, user, pod.Name, g.Namespace, g.Name, g.Spec.Reason)
+	r.Events.Eventf(g, pod, corev1.EventTypeWarning, "AccessGranted", string(access), note)
+	r.Events.Eventf(pod, g, corev1.EventTypeWarning, "InteractiveAccess", string(access), note)
+	return nil
+}
+
+// MaxSessions is the most status.sessions keeps (the schema's maxItems).
+const MaxSessions = 1024
+
+// TaintValue is the fixity.dev/tainted annotation for a pod accessed in session s under g.
+func TaintValue(g *fixityv1.AccessGrant, s fixityv1.AccessSession) string {
+	return fmt.Sprintf("%s: %s by %s under grant %s/%s", fixityv1.CheckInteractiveAccess, strings.ToLower(string(s.Access)), s.User, g.Namespace, g.Name)
+}

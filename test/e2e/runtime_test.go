@@ -1,0 +1,278 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
+
+// runningPod creates a plain pod (as the admin) and waits until KWOK runs it.
+func runningPod(t *testing.T, ctx context.Context, ns, name string) *corev1.Pod {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: image}}},
+	}
+	g.Expect(k8s.Create(ctx, pod)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(gomega.Succeed())
+		g.Expect(pod.Status.Phase).To(gomega.Equal(corev1.PodRunning))
+	}, eventually, poll).Should(gomega.Succeed())
+	return pod
+}
+
+func grantManifest(ns, name, pods, access, duration string) string {
+	return fmt.Sprintf(`apiVersion: fixity.dev/v1alpha1
+kind: AccessGrant
+metadata: {name: %s, namespace: %s}
+spec:
+  pods: [%s]
+  access: [%s]
+  duration: %s
+  reason: "INC-1234: checkout returns 500"
+`, name, ns, pods, access, duration)
+}
+
+func getGrant(ctx context.Context, ns, name string) func(g gomega.Gomega) *fixityv1.AccessGrant {
+	return func(g gomega.Gomega) *fixityv1.AccessGrant {
+		grant := &fixityv1.AccessGrant{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, grant)).To(gomega.Succeed())
+		return grant
+	}
+}
+
+// events returns the reasons and notes of the events about obj.
+func events(ctx context.Context, ns, name string) func(g gomega.Gomega) []string {
+	return func(g gomega.Gomega) []string {
+		var list eventsv1.EventList
+		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(gomega.Succeed())
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Name == name {
+				out = append(out, e.Reason+": "+e.Note)
+			}
+		}
+		return out
+	}
+}
+
+func TestExecAttachAndPortForwardAreLockedDown(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	ns := enforcedNamespace(t, ctx)
+	runningPod(t, ctx, ns, "web")
+
+	out, err := alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring(deniedBy))
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("[policy %s] exec into pod web is denied (runtime.exec: Deny)", ns)))
+	g.Expect(out).To(gomega.ContainSubstring("create an AccessGrant"), "the message says what to do")
+
+	out, err = alice.kubectl("attach", "-n", ns, "web")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("attach into pod web is denied (runtime.exec: Deny)"))
+
+	// portForward defaults to Allow: admitted, then fails dialing the fake kubelet.
+	out, err = alice.kubectl("port-forward", "-n", ns, "pod/web", "0:80")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), out)
+
+	strict := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Runtime.PortForward = fixityv1.Deny })
+	runningPod(t, ctx, strict, "web")
+	out, err = alice.kubectl("port-forward", "-n", strict, "pod/web", "0:80")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("port-forward into pod web is denied (runtime.portForward: Deny)"))
+
+	// A namespace no policy matches is not locked down.
+	free := uniqueName("free")
+	g.Expect(env.CreateNamespace(ctx, free)).To(gomega.Succeed())
+	runningPod(t, ctx, free, "web")
+	out, _ = alice.kubectl("exec", "-n", free, "web", "--", "true")
+	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), out)
+}
+
+func TestAccessGrantLetsOnlyItsRequesterInAndIsAudited(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice, bob := newUser(t, "alice"), newUser(t, "bob")
+	ns := enforcedNamespace(t, ctx)
+	runningPod(t, ctx, ns, "web")
+
+	out, err := alice.kubectlStdin(grantManifest(ns, "inc-1234", "web, db-0", "Exec", "10m"), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring("pod db-0 does not exist"), "a grant may name a pod that appears later, with a warning")
+	g.Eventually(getGrant(ctx, ns, "inc-1234"), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.Requester", "alice"),
+		gomega.HaveField("Status.Phase", fixityv1.GrantActive),
+		gomega.HaveField("Status.ExpiresAt", gomega.Not(gomega.BeNil())),
+	))
+
+	out, err = alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(err).To(gomega.HaveOccurred(), "KWOK has no kubelet to exec into")
+	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), "alice holds the grant: %s", out)
+
+	out, err = bob.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring(deniedBy))
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("grant %s/inc-1234 belongs to alice, not bob", ns)))
+
+	// The grant does not include Attach.
+	out, _ = alice.kubectl("attach", "-n", ns, "web")
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("grant %s/inc-1234 does not include Attach", ns)))
+
+	// Audit trail: the session, the taint on the pod and Events on both.
+	g.Eventually(getGrant(ctx, ns, "inc-1234"), eventually, poll).Should(gomega.HaveField("Status.Sessions", gomega.ConsistOf(
+		gomega.And(gomega.HaveField("Pod", "web"), gomega.HaveField("Access", fixityv1.AccessExec), gomega.HaveField("User", "alice")),
+	)))
+	g.Eventually(func(g gomega.Gomega) map[string]string {
+		pod := &corev1.Pod{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, pod)).To(gomega.Succeed())
+		return pod.Annotations
+	}, eventually, poll).Should(gomega.HaveKeyWithValue(fixityv1.TaintedAnnotation,
+		fmt.Sprintf("InteractiveAccess: exec by alice under grant %s/inc-1234", ns)))
+	g.Eventually(events(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("InteractiveAccess: Exec by alice on pod web")))
+	g.Eventually(events(ctx, ns, "inc-1234"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("AccessGranted: Exec by alice on pod web")))
+
+	// Nobody else may forge or remove the taint; the spec cannot be widened.
+	out, err = alice.kubectl("annotate", "-n", ns, "pod/web", fixityv1.TaintedAnnotation+"-")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("only the Fixity operator may add, change or remove fixity.dev/* annotations; alice changed fixity.dev/tainted"))
+	out, err = alice.kubectl("patch", "-n", ns, "accessgrant/inc-1234", "--type=merge", "-p", `{"spec":{"duration":"1h"}}`)
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("spec is immutable"))
+	out, err = bob.kubectl("annotate", "-n", ns, "accessgrant/inc-1234", "--overwrite", "fixity.dev/requester=bob")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("only the Fixity operator may change fixity.dev/requester"))
+
+	// Deleting the grant revokes it at once.
+	out, err = alice.kubectl("delete", "-n", ns, "accessgrant/inc-1234", "--wait=true")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	out, _ = alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(out).To(gomega.ContainSubstring(deniedBy), "a deleted grant lets nobody in")
+	g.Eventually(events(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(gomega.ContainSubstring("was revoked")))
+}
+
+func TestAccessGrantExpires(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	ns := enforcedNamespace(t, ctx)
+	runningPod(t, ctx, ns, "web")
+
+	out, err := alice.kubectlStdin(grantManifest(ns, "short", "web", "Exec", "4s"), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	out, _ = alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), out)
+
+	// The controller moves the grant to Expired at expiresAt (it requeues for that moment).
+	g.Eventually(getGrant(ctx, ns, "short"), 30*time.Second, poll).Should(gomega.And(
+		gomega.HaveField("Status.Phase", fixityv1.GrantExpired),
+		gomega.HaveField("Status.Conditions", gomega.ContainElement(gomega.And(
+			gomega.HaveField("Type", fixityv1.ReadyCondition), gomega.HaveField("Status", metav1.ConditionFalse),
+			gomega.HaveField("Reason", "Expired")))),
+	))
+	out, _ = alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("grant %s/short ended at", ns)))
+	// The pod it let alice into is marked for replacement.
+	g.Eventually(events(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("ReplacementDue:")))
+	pod := &corev1.Pod{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, pod)).To(gomega.Succeed())
+	g.Expect(pod.Annotations).To(gomega.HaveKey(fixityv1.TaintedAnnotation))
+}
+
+// A grant where no policy applies is allowed, with a warning that it is not needed.
+func TestGrantWithoutPolicyWarns(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	ns := uniqueName("free")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	out, err := alice.kubectlStdin(grantManifest(ns, "g", "web", "Exec", "1m"), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("no ImmutabilityPolicy applies to namespace %s, so this grant is not needed", ns)))
+}
+
+func TestDebugNeedsAGrant(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	ns := enforcedNamespace(t, ctx)
+	runningPod(t, ctx, ns, "web")
+
+	// The general profile also adds SYS_PTRACE: the user is told both things at once.
+	out, err := alice.kubectl("debug", "-n", ns, "pod/web", "--image="+image, "--profile=general", "--container=ptrace")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring(`admission webhook "pods.fixity.dev" denied the request`))
+	g.Expect(out).To(gomega.ContainSubstring("debug (ephemeral container) into pod web is denied (runtime.ephemeralContainers: Deny)"))
+	g.Expect(out).To(gomega.ContainSubstring(`non-default capabilities: container "ptrace" must not include "SYS_PTRACE"`))
+
+	debug := []string{"debug", "-n", ns, "pod/web", "--image=" + image, "--profile=baseline", "--container=dbg"}
+	out, err = alice.kubectl(debug...)
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("debug (ephemeral container) into pod web is denied (runtime.ephemeralContainers: Deny)"))
+
+	out, err = alice.kubectlStdin(grantManifest(ns, "dbg", "web", "Debug", "10m"), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	out, err = alice.kubectl(debug...)
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Eventually(getGrant(ctx, ns, "dbg"), eventually, poll).Should(gomega.HaveField("Status.Sessions", gomega.ContainElement(
+		gomega.And(gomega.HaveField("Access", fixityv1.AccessDebug), gomega.HaveField("User", "alice")))))
+
+	// A privileged debug container is still refused, grant or not.
+	out, err = alice.kubectl("debug", "-n", ns, "pod/web", "--image="+image, "--profile=sysadmin", "--container=root")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("privileged"))
+}
+
+func TestPrivilegedPodsAreDenied(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	ns := enforcedNamespace(t, ctx)
+
+	out, err := alice.kubectl("run", "-n", ns, "root", "--image="+image, "--privileged")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring(`admission webhook "pods.fixity.dev" denied the request`))
+	g.Expect(out).To(gomega.ContainSubstring(`privileged: container "root" must not set securityContext.privileged=true`))
+
+	out, err = alice.kubectl("debug", "-n", ns, "node/kwok-node-0", "--image="+image, "--profile=sysadmin")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring("host namespaces: hostNetwork=true, hostPID=true, hostIPC=true"))
+	g.Expect(out).To(gomega.ContainSubstring("hostPath volumes: volume"))
+
+	// Workloads are refused at apply time, with the same messages.
+	dep := deployment(ns, "escalate", 1)
+	dep.Spec.Template.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptrTo(true),
+		Capabilities:             &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}},
+	}
+	err = k8s.Create(ctx, dep)
+	g.Expect(err).To(gomega.MatchError(gomega.And(
+		gomega.ContainSubstring(`admission webhook "workloads.fixity.dev" denied the request`),
+		gomega.ContainSubstring(`non-default capabilities: container "web" must not include "SYS_ADMIN" in securityContext.capabilities.add`),
+		gomega.ContainSubstring(`container "web": container sets securityContext.allowPrivilegeEscalation=true`),
+	)))
+
+	// readOnlyRootFilesystem: Require, in Audit mode: allowed, with warnings kubectl prints.
+	audit := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) {
+		s.Mode = fixityv1.ModeAudit
+		s.Runtime.ReadOnlyRootFilesystem = fixityv1.Require
+	})
+	out, err = alice.kubectl("run", "-n", audit, "writable", "--image="+image, "--privileged")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf(`Warning: audit: [policy %s] privileged`, audit)))
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf(`Warning: audit: [policy %s] container "writable": container must set securityContext.readOnlyRootFilesystem=true`, audit)))
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,5 @@
+// Package accessgrant admits AccessGrants: on create it records the requester from the admission
+// request (so a grant can never be made out to someone else), warns when the grant is not needed
+// or names pods that do not exist, and afterwards lets nobody but the operator change the
+// requester.
+package accessgrant

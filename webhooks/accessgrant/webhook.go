@@ -1,0 +1,139 @@
+package accessgrant
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/fixity-dev/fixity/internal/grants"
+	"github.com/fixity-dev/fixity/internal/lockdown"
+	"github.com/fixity-dev/fixity/internal/policy"
+)
+
+// Paths the webhooks are served on; they must match the markers below.
+const (
+	MutatePath   = "/mutate-fixity-dev-v1alpha1-accessgrant"
+	ValidatePath = "/validate-fixity-dev-v1alpha1-accessgrant"
+)
+
+// +kubebuilder:webhook:path=/mutate-fixity-dev-v1alpha1-accessgrant,mutating=true,failurePolicy=fail,sideEffects=None,groups=fixity.dev,resources=accessgrants,verbs=create,versions=v1alpha1,name=maccessgrants.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
+// +kubebuilder:webhook:path=/validate-fixity-dev-v1alpha1-accessgrant,mutating=false,failurePolicy=fail,sideEffects=None,groups=fixity.dev,resources=accessgrants,verbs=create;update,versions=v1alpha1,name=accessgrants.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
+
+// Mutator stamps the requester on new grants and warns about grants that will not do anything.
+type Mutator struct {
+	Reader  client.Reader
+	Matcher *policy.Matcher
+}
+
+// grantFields is the part of a grant the webhooks read. Decoding only these leaves every other
+// field, valid or not, to the schema, whose messages name the field.
+type grantFields struct {
+	Metadata struct {
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"metadata"`
+	Spec struct {
+		Pods []string `json:"pods,omitempty"`
+	} `json:"spec"`
+}
+
+func decode(raw []byte) (*grantFields, error) {
+	g := &grantFields{}
+	if err := json.Unmarshal(raw, g); err != nil {
+		return nil, fmt.Errorf("decoding AccessGrant: %w", err)
+	}
+	return g, nil
+}
+
+// Handle records the creating user as the grant's requester. It patches that one annotation
+// and nothing else.
+func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	g, err := decode(req.Object.Raw)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	// Whatever the object says, the requester is who sent the request.
+	op := jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{grants.RequesterAnnotation: req.UserInfo.Username})
+	if g.Metadata.Annotations != nil {
+		op = jsonpatch.NewOperation("add", "/metadata/annotations/"+strings.ReplaceAll(grants.RequesterAnnotation, "/", "~1"), req.UserInfo.Username)
+	}
+	return admission.Patched("", op).WithWarnings(h.warnings(ctx, req.Namespace, g.Spec.Pods)...)
+}
+
+// warnings tells the requester when a grant is pointless or names pods that do not exist; both
+// are allowed (a named pod may appear after a restart).
+func (h *Mutator) warnings(ctx context.Context, namespace string, pods []string) []string {
+	var out []string
+	policies, err := h.Matcher.ForNamespace(ctx, namespace)
+	switch {
+	case err != nil:
+		out = append(out, fmt.Sprintf("could not check which policies apply to namespace %s: %v", namespace, err))
+	case len(policies) == 0:
+		out = append(out, fmt.Sprintf("no ImmutabilityPolicy applies to namespace %s, so this grant is not needed", namespace))
+	}
+	var missing []string
+	for _, name := range pods {
+		err := h.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &corev1.Pod{})
+		if apierrors.IsNotFound(err) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		out = append(out, fmt.Sprintf("pod %s does not exist in namespace %s (yet); the grant covers it if it appears before the grant ends",
+			strings.Join(missing, ", "), namespace))
+	}
+	return out
+}
+
+// Validator keeps the requester what the mutator recorded.
+type Validator struct {
+	// Operator is the operator's own username.
+	Operator string
+}
+
+// Handle denies a create whose requester is not the sender (a later mutating webhook changed it)
+// and any change to fixity.dev/* annotations by anyone but the operator.
+func (h *Validator) Handle(_ context.Context, req admission.Request) admission.Response {
+	g, err := decode(req.Object.Raw)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	user := req.UserInfo.Username
+	switch req.Operation {
+	case admissionv1.Create:
+		if got := g.Metadata.Annotations[grants.RequesterAnnotation]; got != user {
+			return admission.Denied(fmt.Sprintf("AccessGrant %s/%s: annotation %s is %q but the grant is being created by %q; a grant is always made out to its creator",
+				req.Namespace, req.Name, grants.RequesterAnnotation, got, user))
+		}
+	case admissionv1.Update:
+		if user == h.Operator {
+			return admission.Allowed("")
+		}
+		old, err := decode(req.OldObject.Raw)
+		if err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if changed := lockdown.ChangedOwnedAnnotations(old.Metadata.Annotations, g.Metadata.Annotations); len(changed) > 0 {
+			return admission.Denied(fmt.Sprintf("AccessGrant %s/%s: only the Fixity operator may change %s; %s tried to",
+				req.Namespace, req.Name, strings.Join(changed, ", "), user))
+		}
+	}
+	return admission.Allowed("")
+}
+
+// Register serves both AccessGrant webhooks on mgr's webhook server.
+func Register(mgr ctrl.Manager, m *policy.Matcher, operator string) {
+	srv := mgr.GetWebhookServer()
+	srv.Register(MutatePath, &webhook.Admission{Handler: &Mutator{Reader: mgr.GetClient(), Matcher: m}})
+	srv.Register(ValidatePath, &webhook.Admission{Handler: &Validator{Operator: operator}})
+}
