@@ -10,5 +10,6 @@
 //	webhook-certs/   tls.crt and tls.key the manager must serve webhooks with
 //	cosign.pub       the demo signing key's public half
 //	images.env       shell variables naming the demo images by digest
+//	alice.kubeconfig, bob.kubeconfig   two developers (group "developers")
 //	ready            written last, once everything above is usable
 package main

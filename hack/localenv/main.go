@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/test/cluster"
@@ -80,6 +81,9 @@ func run(ctx context.Context, dir string, nodes int, registryAddr string, webhoo
 	if err := install(ctx, c, dir); err != nil {
 		return err
 	}
+	if err := addUsers(c, dir, "alice", "bob"); err != nil {
+		return err
+	}
 	if err := writeFile(filepath.Join(dir, "images.env"), images); err != nil {
 		return err
 	}
@@ -115,6 +119,26 @@ func install(ctx context.Context, c *cluster.Cluster, dir string) error {
 	for _, f := range []string{"tls.crt", "tls.key"} {
 		if err := copyFile(filepath.Join(c.Webhook.LocalServingCertDir, f), filepath.Join(certs, f)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// addUsers writes a kubeconfig per user (client certificates, group "developers", bound by
+// config/samples/developer_role.yaml), so the demo can show that a grant lets in its requester
+// and nobody else.
+func addUsers(c *cluster.Cluster, dir string, names ...string) error {
+	for _, name := range names {
+		u, err := c.Env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{"developers"}}, nil)
+		if err != nil {
+			return fmt.Errorf("adding user %s: %w", name, err)
+		}
+		kc, err := u.KubeConfig()
+		if err != nil {
+			return fmt.Errorf("writing kubeconfig of %s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".kubeconfig"), kc, 0o600); err != nil {
+			return fmt.Errorf("writing kubeconfig of %s: %w", name, err)
 		}
 	}
 	return nil

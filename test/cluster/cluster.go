@@ -335,6 +335,10 @@ func (c *Cluster) startControlPlane(opts Options, full bool) error {
 		args.Disable("disable-admission-plugins")
 		// The default reconciler refuses to publish the loopback advertise address.
 		args.Set("endpoint-reconciler-type", "none")
+		// KWOK nodes have loopback InternalIPs and hostnames nothing resolves; dial the IP so
+		// exec/attach that get past admission fail fast with "connection refused" instead of
+		// waiting on a DNS lookup.
+		args.Set("kubelet-preferred-address-types", "InternalIP")
 	}
 
 	cfg, err := c.Env.Start()

@@ -13,7 +13,7 @@ import (
 
 // `make demo` is one of the two commands a newcomer runs; this runs its script with its own
 // directory and ports and checks what it promises: Ready fake nodes, a running manager, Ready
-// policies and a rolled-out Deployment, and that `down` leaves nothing behind.
+// policies, a rolled-out Deployment, the break-glass walk-through, and that `down` leaves nothing behind.
 func TestDemo(t *testing.T) {
 	g := gomega.NewWithT(t)
 	dir := t.TempDir()
@@ -45,6 +45,13 @@ func TestDemo(t *testing.T) {
 	g.Expect(out).To(gomega.MatchRegexp(`production\s+Enforce\s+True`))
 	g.Expect(out).To(gomega.ContainSubstring(`deployment "web" successfully rolled out`))
 	g.Expect(out).To(gomega.ContainSubstring("make demo-down"))
+	// The break-glass part: exec denied, alice's grant lets her in and not bob, it expires and
+	// the pod she touched is marked for replacement.
+	g.Expect(out).To(gomega.ContainSubstring("exec into pod"))
+	g.Expect(out).To(gomega.ContainSubstring("belongs to alice, not bob"))
+	g.Expect(out).To(gomega.MatchRegexp(`alice Exec web-\S+ `))
+	g.Expect(out).To(gomega.MatchRegexp(`inc-4242\s+Expired\s+alice`))
+	g.Expect(out).To(gomega.ContainSubstring("ReplacementDue"))
 	g.Expect(readFile(dir, "manager.log")).To(gomega.ContainSubstring(`"Running as"`))
 
 	out, err = demo("down")

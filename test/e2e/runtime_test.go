@@ -276,3 +276,60 @@ func TestPrivilegedPodsAreDenied(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Audit mode lets exec through with a warning, and nobody can smuggle fixity.dev/* annotations
+// in on a new pod: they are dropped at admission.
+func TestAuditModeAndForgedAnnotations(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	audit := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Mode = fixityv1.ModeAudit })
+	runningPod(t, ctx, audit, "web")
+	out, _ := alice.kubectl("exec", "-n", audit, "web", "--", "true")
+	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), "Audit never denies: %s", out)
+
+	ns := enforcedNamespace(t, ctx)
+	out, err := alice.kubectlStdin(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: forged
+  namespace: %s
+  annotations:
+    fixity.dev/verified: '{"web":{"digest":"sha256:forged","authorities":["release"]}}'
+    fixity.dev/tainted: ""
+    team: shop
+spec:
+  containers: [{name: web, image: %q}]
+`, ns, image), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	pod := &corev1.Pod{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "forged"}, pod)).To(gomega.Succeed())
+	g.Expect(pod.Annotations).NotTo(gomega.HaveKey(fixityv1.TaintedAnnotation))
+	g.Expect(pod.Annotations).NotTo(gomega.HaveKeyWithValue(fixityv1.VerifiedAnnotation, gomega.ContainSubstring("forged")))
+	g.Expect(pod.Annotations).To(gomega.HaveKeyWithValue("team", "shop"), "other annotations are kept")
+}
+
+// Every container kind is judged, and readOnlyRootFilesystem: Require denies in Enforce.
+func TestInitContainersAndReadOnlyRootFilesystem(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Runtime.ReadOnlyRootFilesystem = fixityv1.Require })
+
+	dep := deployment(ns, "web", 1)
+	dep.Spec.Template.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: image,
+		SecurityContext: &corev1.SecurityContext{Privileged: ptrTo(true), ReadOnlyRootFilesystem: ptrTo(true)}}}
+	dep.Spec.Template.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{ReadOnlyRootFilesystem: ptrTo(false)}
+	err := k8s.Create(ctx, dep)
+	g.Expect(err).To(gomega.MatchError(gomega.And(
+		gomega.ContainSubstring(`privileged: container "setup" must not set securityContext.privileged=true`),
+		gomega.ContainSubstring(`container "web": container must set securityContext.readOnlyRootFilesystem=true`),
+		gomega.Not(gomega.ContainSubstring(`container "setup": init container must set`)),
+	)))
+
+	dep = deployment(ns, "web", 1)
+	dep.Spec.Template.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{ReadOnlyRootFilesystem: ptrTo(true)}
+	g.Expect(k8s.Create(ctx, dep)).To(gomega.Succeed(), "a compliant workload is admitted")
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(readyPods(ctx, ns, "web")(g)).To(gomega.HaveLen(1))
+	}, eventually, poll).Should(gomega.Succeed())
+}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,13 +9,11 @@ import (
 	"testing"
 
 	"github.com/onsi/gomega"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// developers is the group of the test users: what a developer typically may do in a namespace,
-// including exec and debug, which Fixity then restricts. RBAC grants; Fixity takes away.
+// developers is the group of the test users, bound by config/samples/developer_role.yaml to
+// what a developer typically may do, exec and debug included, which Fixity then restricts.
 const developers = "developers"
 
 var rbacOnce sync.Once
@@ -31,24 +28,9 @@ func newUser(t *testing.T, name string) user {
 	t.Helper()
 	g := gomega.NewWithT(t)
 	rbacOnce.Do(func() {
-		ctx := context.Background()
-		role := &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "e2e-developer"},
-			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{""}, Resources: []string{"pods", "pods/log"}, Verbs: []string{"get", "list", "watch", "create", "delete", "patch", "update"}},
-				{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}, Verbs: []string{"get", "create"}},
-				{APIGroups: []string{""}, Resources: []string{"pods/ephemeralcontainers"}, Verbs: []string{"get", "patch", "update"}},
-				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "create", "delete", "patch"}},
-				{APIGroups: []string{"fixity.dev"}, Resources: []string{"accessgrants"}, Verbs: []string{"get", "list", "watch", "create", "delete", "patch", "update"}},
-				{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list"}},
-			},
-		}
-		g.Expect(k8s.Create(ctx, role)).To(gomega.Succeed())
-		g.Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "e2e-developers"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: developers}},
-		})).To(gomega.Succeed())
+		out, err := exec.Command(filepath.Join(env.BinDir, "kubectl"), "--kubeconfig", env.KubeconfigPath,
+			"apply", "-f", filepath.Join(root, "config", "samples", "developer_role.yaml")).CombinedOutput()
+		g.Expect(err).NotTo(gomega.HaveOccurred(), string(out))
 	})
 	au, err := env.Env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{developers}}, nil)
 	g.Expect(err).NotTo(gomega.HaveOccurred())

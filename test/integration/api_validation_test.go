@@ -1,17 +1,22 @@
 package integration
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/test/cluster"
@@ -216,30 +221,46 @@ func TestSamplesAreValid(t *testing.T) {
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "*.yaml"))
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	g.Expect(files).NotTo(gomega.BeEmpty())
-	created := 0
-	// Namespaces first, so namespaced samples find theirs.
-	for _, wantNamespace := range []bool{true, false} {
-		for _, f := range files {
-			if filepath.Base(f) == "kustomization.yaml" {
-				continue
-			}
-			data, err := os.ReadFile(f)
-			g.Expect(err).NotTo(gomega.HaveOccurred())
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
 			u := &unstructured.Unstructured{}
-			g.Expect(yaml.Unmarshal(data, &u.Object)).To(gomega.Succeed(), f)
-			if (u.GetKind() == "Namespace") != wantNamespace {
-				continue
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+				break
+			} else {
+				g.Expect(err).NotTo(gomega.HaveOccurred(), f)
 			}
-			err = k8s.Create(ctx, u, client.FieldValidation("Strict"))
-			if !apierrors.IsAlreadyExists(err) {
-				g.Expect(err).NotTo(gomega.HaveOccurred(), "sample %s", f)
-			}
-			if u.GetKind() == "ImmutabilityPolicy" {
-				t.Cleanup(func() { _ = k8s.Delete(context.Background(), u) })
-			}
-			created++
+			objs = append(objs, u)
 		}
 	}
-	g.Expect(created).To(gomega.BeNumerically(">=", 4))
+	// Namespaces first, so namespaced samples find theirs.
+	rank := func(u *unstructured.Unstructured) int {
+		if u.GetKind() == "Namespace" {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int { return cmp.Compare(rank(a), rank(b)) })
+	for _, u := range objs {
+		err := k8s.Create(ctx, u, client.FieldValidation("Strict"))
+		if !apierrors.IsAlreadyExists(err) {
+			g.Expect(err).NotTo(gomega.HaveOccurred(), "sample %s %s", u.GetKind(), u.GetName())
+		}
+		if u.GetKind() == "ImmutabilityPolicy" {
+			t.Cleanup(func() { _ = k8s.Delete(context.Background(), u) })
+		}
+	}
+	kinds := map[string]bool{}
+	for _, u := range objs {
+		kinds[u.GetKind()] = true
+	}
+	g.Expect(kinds).To(gomega.HaveKey("ImmutabilityPolicy"))
+	g.Expect(kinds).To(gomega.HaveKey("AccessGrant"))
+	g.Expect(kinds).To(gomega.HaveKey("ClusterRoleBinding"))
 }

@@ -1,0 +1,95 @@
+package grants
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
+
+var created = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func grant(name, requester string, access []fixityv1.AccessKind, pods ...string) *fixityv1.AccessGrant {
+	return &fixityv1.AccessGrant{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(created),
+			Annotations: map[string]string{RequesterAnnotation: requester}},
+		Spec: fixityv1.AccessGrantSpec{Pods: pods, Access: access, Duration: &metav1.Duration{Duration: 15 * time.Minute}, Reason: "INC-1234: checkout"},
+	}
+}
+
+func finder(t *testing.T, at time.Time, objs ...*fixityv1.AccessGrant) *Finder {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := fixityv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	b := fake.NewClientBuilder().WithScheme(s)
+	for _, o := range objs {
+		b = b.WithObjects(o)
+	}
+	return &Finder{Reader: b.Build(), Now: func() time.Time { return at }}
+}
+
+func TestFind(t *testing.T) {
+	web := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}}}
+	exec := []fixityv1.AccessKind{fixityv1.AccessExec}
+	during, after := created.Add(time.Minute), created.Add(16*time.Minute)
+
+	cases := []struct {
+		name   string
+		grants []*fixityv1.AccessGrant
+		at     time.Time
+		user   string
+		access fixityv1.AccessKind
+		found  string // grant name, or "" with why containing wantWhy
+		why    string
+	}{
+		{"requester within duration", []*fixityv1.AccessGrant{grant("g", "alice", exec, "web-0")}, during, "alice", fixityv1.AccessExec, "g", ""},
+		{"someone else's grant", []*fixityv1.AccessGrant{grant("g", "alice", exec, "web-0")}, during, "bob", fixityv1.AccessExec, "", "grant shop/g belongs to alice, not bob"},
+		{"expired", []*fixityv1.AccessGrant{grant("g", "alice", exec, "web-0")}, after, "alice", fixityv1.AccessExec, "", "grant shop/g ended at 2026-11-22T10:15:00Z"},
+		{"other access kind", []*fixityv1.AccessGrant{grant("g", "alice", exec, "web-0")}, during, "alice", fixityv1.AccessDebug, "", "grant shop/g does not include Debug"},
+		{"other pod", []*fixityv1.AccessGrant{grant("g", "alice", exec, "db-0")}, during, "alice", fixityv1.AccessExec, "", "no AccessGrant of alice covers pod web-0 for Exec"},
+		{"no requester recorded", []*fixityv1.AccessGrant{grant("g", "", exec, "web-0")}, during, "", fixityv1.AccessExec, "", "ended"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g, why, err := finder(t, tc.at, tc.grants...).Find(context.Background(), web, tc.user, tc.access)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.found != "" {
+				if g == nil || g.Name != tc.found {
+					t.Fatalf("want grant %s, got %v (%s)", tc.found, g, why)
+				}
+				return
+			}
+			if g != nil {
+				t.Fatalf("want no grant, got %s", g.Name)
+			}
+			if !strings.Contains(why, tc.why) {
+				t.Fatalf("why = %q, want it to contain %q", why, tc.why)
+			}
+		})
+	}
+}
+
+func TestCoversBySelector(t *testing.T) {
+	g := grant("g", "alice", []fixityv1.AccessKind{fixityv1.AccessExec})
+	g.Spec.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	web := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{"app": "web"}}}
+	db := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db-0", Labels: map[string]string{"app": "db"}}}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "web-1", Labels: map[string]string{"app": "web"}}}
+	for pod, want := range map[*corev1.Pod]bool{web: true, db: false, other: false} {
+		got, err := Covers(g, pod, fixityv1.AccessExec)
+		if err != nil || got != want {
+			t.Errorf("Covers(%s/%s) = %v, %v; want %v", pod.Namespace, pod.Name, got, err, want)
+		}
+	}
+}
