@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/patch"
 )
 
@@ -93,6 +94,11 @@ func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPo
 	}
 	if v := p.Spec.Images.Verify; v != nil {
 		for i, a := range v.Authorities {
+			if a.Key != nil && a.Key.PublicKey != "" {
+				if _, err := images.ParsePublicKey([]byte(a.Key.PublicKey)); err != nil {
+					problems = append(problems, fmt.Errorf("spec.images.verify.authorities[%d].key.publicKey: %w", i, err))
+				}
+			}
 			if a.Keyless == nil || a.Keyless.SubjectRegExp == "" {
 				continue
 			}

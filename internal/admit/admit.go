@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -124,4 +125,14 @@ type Mutator interface {
 // fixity.dev/* annotations). A non-empty result is the denial message.
 type Guard interface {
 	Guard(ctx context.Context, req *Request) string
+}
+
+// Budget is how long one admission may spend, registry calls included. The webhooks are
+// registered with timeoutSeconds=10; answering inside that with a denial that names the slow
+// registry beats the API server's opaque "context deadline exceeded".
+const Budget = 8 * time.Second
+
+// WithBudget bounds ctx by Budget.
+func WithBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, Budget)
 }

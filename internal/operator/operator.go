@@ -6,6 +6,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
 	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/grants"
+	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/lockdown"
 	"github.com/fixity-dev/fixity/internal/policy"
 	accessgrantwebhook "github.com/fixity-dev/fixity/webhooks/accessgrant"
@@ -56,13 +58,26 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Recorder: &grants.Recorder{Client: mgr.GetClient(), Events: events},
 	}
 	annotations := &lockdown.AnnotationGuard{Operator: o.Self.Username}
+	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("creating a clientset for registry credentials: %w", err)
+	}
+	registry := &images.Registry{}
+	imageRules := &images.Images{
+		Registry:    registry,
+		Verifier:    &images.Verifier{Registry: registry},
+		Authorities: &images.Authorities{Reader: mgr.GetAPIReader()},
+		Keychains:   &images.Keychains{Client: clientset},
+		Pins:        images.NewPins(mgr.GetClient(), mgr.GetAPIReader()),
+	}
 
 	// Each admission concern contributes checks (and mutations) that the pod and workload
 	// webhooks run for every matching policy. The annotation guard mutates first: it drops
-	// user-written fixity.dev/* annotations before the operator's own are added.
+	// user-written fixity.dev/* annotations before the operator's own are added; the image
+	// rules mutate last, so the spec-hash they record is of the pod as admitted.
 	var (
-		mutators = []admit.Mutator{annotations}
-		checks   = []admit.Check{podSecurity}
+		mutators = []admit.Mutator{annotations, imageRules}
+		checks   = []admit.Check{podSecurity, imageRules}
 	)
 	pods.Register(mgr,
 		&pods.Mutator{Matcher: matcher, Mutators: mutators},

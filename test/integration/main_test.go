@@ -16,12 +16,15 @@ import (
 	"github.com/fixity-dev/fixity/internal/identity"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/test/cluster"
+	"github.com/fixity-dev/fixity/test/registry"
 )
 
 var (
 	env *cluster.Cluster
 	// k8s talks to the API server directly (no cache), as a user would.
 	k8s client.Client
+	// reg is the loopback OCI registry the images of the tests live in.
+	reg *registry.Registry
 )
 
 func TestMain(m *testing.M) {
@@ -43,6 +46,11 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
+	if reg, err = registry.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the registry:", err)
+		return 1
+	}
+	defer func() { _ = reg.Close() }()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

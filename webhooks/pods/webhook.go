@@ -26,11 +26,12 @@ const (
 
 // The namespaceSelector keeps the control plane and the operator itself out of reach of
 // failurePolicy=fail: they keep working while the operator is down (see internal/policy).
-// +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=mpods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,reinvocationPolicy=IfNeeded,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
+// +kubebuilder:webhook:path=/mutate-v1-pod,mutating=true,failurePolicy=fail,sideEffects=NoneOnDryRun,groups="",resources=pods,verbs=create,versions=v1,name=mpods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,reinvocationPolicy=IfNeeded,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
 // +kubebuilder:webhook:path=/validate-v1-pod,mutating=false,failurePolicy=fail,groups="",resources=pods;pods/ephemeralcontainers,verbs=create;update,versions=v1,name=pods.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,sideEffects=NoneOnDryRun,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
 
 // sideEffects=NoneOnDryRun on pods.fixity.dev: a `kubectl debug` let through by an AccessGrant is
-// recorded on the grant.
+// recorded on the grant. On mpods.fixity.dev: the digest a tag resolved to is pinned for the
+// pod's owner in a ConfigMap (see internal/images.Pins); neither is written on a dry run.
 
 // Validator enforces the checks of every matching policy on pods being created or updated,
 // including updates of the ephemeralcontainers subresource (kubectl debug).
@@ -46,6 +47,8 @@ type Validator struct {
 
 // Handle answers one admission request for a pod.
 func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	ctx, cancel := admit.WithBudget(ctx)
+	defer cancel()
 	r, policies, resp := decode(ctx, h.Decoder, h.Matcher, req)
 	if r == nil {
 		return resp
@@ -76,6 +79,8 @@ type Mutator struct {
 
 // Handle answers one admission request for a pod being created with a JSON patch.
 func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	ctx, cancel := admit.WithBudget(ctx)
+	defer cancel()
 	r, policies, resp := decode(ctx, h.Decoder, h.Matcher, req)
 	if r == nil {
 		return resp

@@ -34,6 +34,8 @@ type Handler struct {
 // is allowed: it creates no new kind of pod, and a policy added later must not freeze existing
 // workloads.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	ctx, cancel := admit.WithBudget(ctx)
+	defer cancel()
 	gk := metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
 	tpl, err := workload.PodTemplate(gk, req.Object.Raw)
 	if err != nil {

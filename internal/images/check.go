@@ -1,0 +1,378 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admit"
+	"github.com/fixity-dev/fixity/internal/admitted"
+)
+
+// tagTTL is how long a tag resolution is reused: long enough that the mutating and validating
+// webhooks of one pod, and several policies, share one lookup; short enough that a Require
+// message names what the tag points at now.
+const tagTTL = 5 * time.Second
+
+// Rule names, as counted in fixity_admission_violations_total.
+const (
+	RuleReference  = "images.reference"
+	RuleRegistries = "images.allowedRegistries"
+	RuleDigest     = "images.digest"
+	RuleVerify     = "images.verify"
+)
+
+// Keys and trust roots are read from Secrets and ConfigMaps named in policies; pull secrets and
+// service accounts for registry credentials; the pins ConfigMaps are written next to the pods.
+// +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;patch
+
+// Images enforces spec.images: it is an admit.Check (pods, pod templates, new ephemeral
+// containers, images changed on update) and an admit.Mutator (Resolve rewrites tags to digests
+// on Pods being created, and every admitted pod gets its fixity.dev/verified and spec-hash
+// records).
+type Images struct {
+	Registry    *Registry
+	Verifier    *Verifier
+	Authorities *Authorities
+	Keychains   *Keychains
+	// Pins keeps the pods of one owner on one digest; nil resolves every pod on its own.
+	Pins *Pins
+
+	once sync.Once
+	tags *cache.LRUExpireCache
+}
+
+// container is one container of a pod, whichever list it is in, with a pointer to its image
+// so the mutator can rewrite it.
+type container struct {
+	name  string
+	image *string
+}
+
+func containers(pod *corev1.Pod) []container {
+	var out []container
+	for i := range pod.Spec.InitContainers {
+		out = append(out, container{pod.Spec.InitContainers[i].Name, &pod.Spec.InitContainers[i].Image})
+	}
+	for i := range pod.Spec.Containers {
+		out = append(out, container{pod.Spec.Containers[i].Name, &pod.Spec.Containers[i].Image})
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		out = append(out, container{pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].Image})
+	}
+	return out
+}
+
+// admittedNow returns the containers whose image this request admits: all of them on CREATE
+// and for templates; on UPDATE (including kubectl debug), those that are new or whose image
+// changed, so a policy added later does not block unrelated updates of running pods.
+func admittedNow(req *admit.Request) []container {
+	all := containers(req.Pod)
+	if req.Template || req.Admission.Operation != admissionv1.Update || req.OldPod == nil {
+		return all
+	}
+	before := map[string]string{}
+	for _, c := range containers(req.OldPod) {
+		before[c.name] = *c.image
+	}
+	var out []container
+	for _, c := range all {
+		if old, ok := before[c.name]; !ok || old != *c.image {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CheckPod checks the images of req against p's image rules.
+func (m *Images) CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, req *admit.Request) []admit.Violation {
+	rules := p.Spec.Images
+	if rules.Digest == fixityv1.DigestIgnore && len(rules.AllowedRegistries) == 0 && rules.Verify == nil {
+		return nil
+	}
+	cs := admittedNow(req)
+	if len(cs) == 0 {
+		return nil
+	}
+	authorities, err := m.Authorities.Compile(ctx, p)
+	if err != nil {
+		return []admit.Violation{admit.New(p, RuleVerify, "", "images cannot be verified: %v", err)}
+	}
+	kc := m.Keychains.ForPod(ctx, req.Pod)
+	results := make([][]admit.Violation, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { results[i] = m.checkContainer(ctx, p, req, c.name, *c.image, authorities, kc) })
+	}
+	wg.Wait()
+	var out []admit.Violation
+	for _, r := range results {
+		out = append(out, r...)
+	}
+	return out
+}
+
+func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPolicy, req *admit.Request, cname, image string,
+	authorities []Authority, kc authn.Keychain) []admit.Violation {
+	rules := p.Spec.Images
+	ref, err := Parse(image)
+	if err != nil {
+		return []admit.Violation{admit.New(p, RuleReference, cname, "%v", err)}
+	}
+	if !Allowed(image, ref, rules.AllowedRegistries) {
+		return []admit.Violation{admit.New(p, RuleRegistries, cname, "image %q is not from an allowed registry; allowed: %s",
+			image, strings.Join(rules.AllowedRegistries, ", "))}
+	}
+	var out []admit.Violation
+	digest, pinned := Pinned(ref)
+	if !pinned {
+		resolved, rerr := m.resolveTag(ctx, ref, kc, false)
+		switch {
+		case rules.Digest == fixityv1.DigestRequire && rerr != nil:
+			return []admit.Violation{admit.New(p, RuleDigest, cname, "image %q is not pinned by digest, and the digest it points at could not be looked up (%v); pin it as %s@sha256:<digest>",
+				image, rerr, stripRepo(image))}
+		case rules.Digest == fixityv1.DigestRequire:
+			return []admit.Violation{admit.New(p, RuleDigest, cname, "image %q is not pinned by digest; use %s (the digest that tag points at now)",
+				image, pinnedAs(image, resolved))}
+		case rules.Digest == fixityv1.DigestResolve && !req.Template && req.Admission.Operation == admissionv1.Update:
+			// Only pods being created are mutated; an image changed in place must be pinned.
+			msg := fmt.Sprintf("image %q is not pinned by digest; an image changed on an existing pod is not resolved, pin it", image)
+			if rerr == nil {
+				msg += " as " + pinnedAs(image, resolved)
+			}
+			return []admit.Violation{admit.New(p, RuleDigest, cname, "%s", msg)}
+		case rules.Digest == fixityv1.DigestResolve && !req.Template && p.Spec.Mode == fixityv1.ModeAudit && rerr == nil:
+			// Audit mutates nothing; say what Enforce would do.
+			out = append(out, admit.New(p, RuleDigest, cname, "image %q is not pinned by digest; in Enforce mode it would run as %s",
+				image, pinnedAs(image, resolved)))
+		}
+		if rules.Verify == nil {
+			return out
+		}
+		if rerr != nil {
+			return append(out, admit.New(p, RuleVerify, cname, "image %q cannot be verified: the digest its tag points at could not be looked up: %v", image, rerr))
+		}
+		digest = resolved
+	}
+	if rules.Verify == nil {
+		return out
+	}
+	threshold := int(rules.Verify.Threshold)
+	if threshold < 1 {
+		threshold = 1
+	}
+	verdict, err := m.Verifier.Verify(ctx, digest, scope(p), authorities, kc)
+	if err != nil {
+		return append(out, admit.New(p, RuleVerify, cname, "signatures of image %q could not be checked: %v", digest.String(), err))
+	}
+	if len(verdict.Verified) < threshold {
+		return append(out, admit.New(p, RuleVerify, cname, "image %q is not signed by enough trusted authorities: %d of the %d required verified it (%s)",
+			digest.String(), len(verdict.Verified), threshold, strings.Join(verdict.Failures, "; ")))
+	}
+	return out
+}
+
+// scope identifies the policy generation that verdicts belong to.
+func scope(p *fixityv1.ImmutabilityPolicy) string {
+	return string(p.UID) + "/" + strconv.FormatInt(p.Generation, 10)
+}
+
+// resolveTag looks a tag up, sharing recent answers unless fresh is set.
+func (m *Images) resolveTag(ctx context.Context, ref name.Reference, kc authn.Keychain, fresh bool) (name.Digest, error) {
+	m.once.Do(func() { m.tags = cache.NewLRUExpireCache(4096) })
+	if d, ok := m.tags.Get(ref.String()); ok && !fresh {
+		return d.(name.Digest), nil
+	}
+	d, err := m.Registry.Resolve(ctx, ref, kc)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	m.tags.Add(ref.String(), d, tagTTL)
+	return d, nil
+}
+
+// pinnedAs is image pinned to d, in the form it was written (no docker.io expansion).
+func pinnedAs(image string, d name.Digest) string { return stripRepo(image) + "@" + d.DigestStr() }
+
+// MutatePod rewrites tags to digests when an Enforce policy says Resolve (and none says
+// Require: the strictest rule wins, and Require's message is the useful one), and records
+// what was admitted in fixity.dev/verified and fixity.dev/spec-hash.
+func (m *Images) MutatePod(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *admit.Request) []admit.Violation {
+	if len(policies) == 0 || req.Template || req.Admission.Operation != admissionv1.Create {
+		return nil
+	}
+	var resolver *fixityv1.ImmutabilityPolicy
+	require := false
+	for i := range policies {
+		p := &policies[i]
+		if p.Spec.Mode == fixityv1.ModeAudit {
+			continue
+		}
+		switch p.Spec.Images.Digest {
+		case fixityv1.DigestRequire:
+			require = true
+		case fixityv1.DigestResolve:
+			if resolver == nil {
+				resolver = p
+			}
+		}
+	}
+	pod := req.Pod
+	kc := m.Keychains.ForPod(ctx, pod)
+	cs := containers(pod)
+	var (
+		mu  sync.Mutex
+		out []admit.Violation
+		wg  sync.WaitGroup
+	)
+	if resolver != nil && !require {
+		originals := make([]string, len(cs))
+		for i, c := range cs {
+			wg.Go(func() {
+				original, v := m.resolveContainer(ctx, resolver, policies, req, c, kc)
+				if v == nil {
+					originals[i] = original
+					return
+				}
+				mu.Lock()
+				out = append(out, *v)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		for i, c := range cs {
+			if originals[i] != "" {
+				setAnnotation(pod, originalImageKey(c.name), originals[i])
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	record := admitted.Verified{}
+	entries := make([]admitted.Image, len(cs))
+	for i, c := range cs {
+		wg.Go(func() { entries[i] = m.record(ctx, policies, *c.image, kc) })
+	}
+	wg.Wait()
+	for i, c := range cs {
+		record[c.name] = entries[i]
+	}
+	enc, err := record.Encode()
+	if err != nil {
+		return []admit.Violation{admit.New(&policies[0], RuleVerify, "", "%v", err)}
+	}
+	hash, err := admitted.SpecHash(pod)
+	if err != nil {
+		return []admit.Violation{admit.New(&policies[0], RuleVerify, "", "%v", err)}
+	}
+	setAnnotation(pod, fixityv1.VerifiedAnnotation, enc)
+	setAnnotation(pod, fixityv1.SpecHashAnnotation, hash)
+	return nil
+}
+
+// resolveContainer rewrites one container's tag to a digest and returns the image as it was
+// written, or "" when nothing was rewritten; or the violation when the tag cannot be resolved.
+func (m *Images) resolveContainer(ctx context.Context, resolver *fixityv1.ImmutabilityPolicy, policies []fixityv1.ImmutabilityPolicy,
+	req *admit.Request, c container, kc authn.Keychain) (string, *admit.Violation) {
+	original := *c.image
+	ref, err := Parse(original)
+	if err != nil {
+		return "", nil // the validator reports it with every policy's name
+	}
+	if _, ok := Pinned(ref); ok {
+		return "", nil
+	}
+	// Never contact a registry some policy forbids; the validator denies the image.
+	for i := range policies {
+		if !Allowed(original, ref, policies[i].Spec.Images.AllowedRegistries) {
+			return "", nil
+		}
+	}
+	// A pod's own tag is looked up afresh: it runs what the tag points at now (or what its
+	// owner's first pod got).
+	resolve := func() (string, error) {
+		d, err := m.resolveTag(ctx, ref, kc, true)
+		return d.DigestStr(), err
+	}
+	var digest string
+	if owner := Owner(req.Pod); owner != nil && m.Pins != nil {
+		digest, err = m.Pins.Pin(ctx, req.Pod.Namespace, owner, c.name, original, dryRun(req), resolve)
+	} else {
+		digest, err = resolve()
+	}
+	if err != nil {
+		v := admit.New(resolver, RuleDigest, c.name, "image %q is not pinned by digest and could not be resolved to one: %v", original, err)
+		return "", &v
+	}
+	*c.image = stripRepo(original) + "@" + digest
+	ctrl.LoggerFrom(ctx).V(1).Info("Resolved tag to digest", "container", c.name, "image", original, "digest", digest)
+	return original, nil
+}
+
+// record is what fixity.dev/verified says of one image: the image and the authorities (of all
+// matching policies) whose signatures verified it. Failures are the validator's to report.
+func (m *Images) record(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, image string, kc authn.Keychain) admitted.Image {
+	entry := admitted.Image{Image: image}
+	ref, err := Parse(image)
+	if err != nil {
+		return entry
+	}
+	digest, ok := Pinned(ref)
+	if !ok {
+		return entry
+	}
+	for i := range policies {
+		p := &policies[i]
+		if p.Spec.Images.Verify == nil || !Allowed(image, ref, p.Spec.Images.AllowedRegistries) {
+			continue
+		}
+		authorities, err := m.Authorities.Compile(ctx, p)
+		if err != nil {
+			continue
+		}
+		verdict, err := m.Verifier.Verify(ctx, digest, scope(p), authorities, kc)
+		if err != nil {
+			continue
+		}
+		entry.Authorities = append(entry.Authorities, verdict.Verified...)
+	}
+	return entry
+}
+
+func dryRun(req *admit.Request) bool {
+	return req.Admission.DryRun != nil && *req.Admission.DryRun
+}
+
+func setAnnotation(pod *corev1.Pod, k, v string) {
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[k] = v
+}
+
+// originalImageKey is fixity.dev/original-image.<container>. An annotation name is at most 63
+// characters, so a very long container name is shortened with a hash to stay unique.
+func originalImageKey(container string) string {
+	const prefix = "original-image."
+	n := prefix + container
+	if len(n) > 63 {
+		sum := sha256.Sum256([]byte(container))
+		n = n[:54] + "-" + hex.EncodeToString(sum[:4])
+	}
+	return fixityv1.Prefix + n
+}

@@ -1,0 +1,54 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	k8sauthn "github.com/google/go-containerregistry/pkg/authn/kubernetes"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Keychains builds registry keychains the way the kubelet authenticates a pull: the pod's
+// imagePullSecrets and those of its service account (go-containerregistry's
+// authn/kubernetes, the core of k8schain without the cloud-provider helpers).
+type Keychains struct {
+	// Client reads service accounts and pull secrets; nil means anonymous access only.
+	Client kubernetes.Interface
+}
+
+// ForPod returns a keychain for pod. It reads nothing until a registry asks for credentials,
+// so admissions answered from cache cost no API calls.
+func (k *Keychains) ForPod(ctx context.Context, pod *corev1.Pod) authn.Keychain {
+	if k == nil || k.Client == nil {
+		return authn.NewMultiKeychain()
+	}
+	opts := k8sauthn.Options{Namespace: pod.Namespace, ServiceAccountName: pod.Spec.ServiceAccountName}
+	for _, s := range pod.Spec.ImagePullSecrets {
+		opts.ImagePullSecrets = append(opts.ImagePullSecrets, s.Name)
+	}
+	return &lazyKeychain{load: func() (authn.Keychain, error) {
+		kc, err := k8sauthn.New(context.WithoutCancel(ctx), k.Client, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reading pull secrets of service account %s/%s: %w", pod.Namespace, opts.ServiceAccountName, err)
+		}
+		return kc, nil
+	}}
+}
+
+type lazyKeychain struct {
+	once sync.Once
+	load func() (authn.Keychain, error)
+	kc   authn.Keychain
+	err  error
+}
+
+func (l *lazyKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	l.once.Do(func() { l.kc, l.err = l.load() })
+	if l.err != nil {
+		return nil, l.err
+	}
+	return l.kc.Resolve(r)
+}
