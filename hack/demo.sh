@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the operator's main job on a local cluster. Starts the local environment
 # (hack/local-cluster.sh), runs the manager against it as a local process serving the webhooks,
-# applies config/samples and deploys a digest-pinned, signed image into the enforced namespace.
+# applies config/samples, shows an unsigned Deployment blocked and a signed one running pinned to
+# its digest, then walks through break-glass access with an AccessGrant.
 #
 #   hack/demo.sh up | down
 set -euo pipefail
@@ -45,30 +46,25 @@ up() {
   $kubectl wait --for=condition=Ready nodes --all --timeout=60s >/dev/null
   $kubectl get nodes
 
-  step "Applying config/samples"
+  step "Applying config/samples (the production policy verifies signatures with the key in Secret fixity-system/cosign-pub)"
+  $kubectl -n fixity-system create secret generic cosign-pub --from-file=cosign.pub="$dir/cosign.pub" \
+    --dry-run=client -o yaml | $kubectl apply -f -
   $kubectl apply -k "$root/config/samples"
   $kubectl wait --for=condition=Ready immutabilitypolicies --all --timeout=60s >/dev/null
   $kubectl get immutabilitypolicies
 
-  step "Deploying the signed image $SIGNED_DIGEST into the enforced namespace shop"
-  $kubectl -n shop apply -f - <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  labels: {app: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: $SIGNED_DIGEST
-YAML
+  step "Deploying the unsigned image $UNSIGNED_TAG: blocked at kubectl apply of the Deployment"
+  if out=$(deployment unsigned "$UNSIGNED_TAG" | $kubectl -n shop apply -f - 2>&1); then
+    echo "unexpected: the unsigned Deployment was admitted" >&2; exit 1
+  fi
+  echo "$out"
+
+  step "Deploying the signed image by tag, $SIGNED_TAG: admitted, and its pods pinned to the digest"
+  deployment web "$SIGNED_TAG" | $kubectl -n shop apply -f -
   $kubectl -n shop rollout status deployment/web --timeout=120s
-  $kubectl -n shop get pods -o wide
+  $kubectl -n shop get deployment web -o jsonpath='Deployment template image (as applied): {.spec.template.spec.containers[0].image}{"\n"}'
+  $kubectl -n shop get pods -l app=web \
+    -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,IMAGE:.spec.containers[0].image,VERIFIED:.metadata.annotations.fixity\.dev/verified'
 
   breakglass
 
@@ -132,6 +128,26 @@ YAML
   $kubectl -n shop get events --field-selector "involvedObject.name=$pod" \
     -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -E 'REASON|ReplacementDue|InteractiveAccess'
   echo "The pod is marked for replacement; drift remediation replaces such pods with fresh ones."
+}
+
+# deployment prints a two-replica Deployment of image.
+deployment() {
+  cat <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: $1
+  labels: {app: $1}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: $1}}
+  template:
+    metadata: {labels: {app: $1}}
+    spec:
+      containers:
+      - name: $1
+        image: $2
+YAML
 }
 
 down() {

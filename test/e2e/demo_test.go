@@ -43,7 +43,11 @@ func TestDemo(t *testing.T) {
 	g.Expect(err).NotTo(gomega.HaveOccurred(), "%s\n--- localenv.log:\n%s\n--- manager.log:\n%s", out, readFile(dir, "localenv.log"), readFile(dir, "manager.log"))
 	g.Expect(out).To(gomega.ContainSubstring("kwok-node-2   Ready"))
 	g.Expect(out).To(gomega.MatchRegexp(`production\s+Enforce\s+True`))
+	g.Expect(out).To(gomega.ContainSubstring(`admission webhook "workloads.fixity.dev" denied the request: [policy production] container "unsigned"`))
+	g.Expect(out).To(gomega.ContainSubstring("is not signed by enough trusted authorities: 0 of the 1 required verified it (production/release: no signatures found)"))
 	g.Expect(out).To(gomega.ContainSubstring(`deployment "web" successfully rolled out`))
+	g.Expect(out).To(gomega.MatchRegexp(`Deployment template image \(as applied\): 127\.0\.0\.1:\d+/shop/web:1\.0`))
+	g.Expect(out).To(gomega.MatchRegexp(`web-\S+\s+kwok-node-\d\s+127\.0\.0\.1:\d+/shop/web@sha256:[0-9a-f]{64}\s+\{"web":\{"image":"[^"]+","authorities":\["production/release"\]\}\}`))
 	g.Expect(out).To(gomega.ContainSubstring("make demo-down"))
 	// The break-glass part: exec denied, alice's grant lets her in and not bob, it expires and
 	// the pod she touched is marked for replacement.
