@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -13,9 +14,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/patch"
 )
@@ -23,7 +28,14 @@ import (
 // Reconciler reconciles an ImmutabilityPolicy.
 type Reconciler struct {
 	client.Client
+	// Drift is what drift detection found per pod; nil leaves the drift status alone.
+	Drift *drift.Tracker
+	// DriftChanged names policies whose drift counts changed, so their status follows promptly.
+	DriftChanged <-chan event.GenericEvent
 }
+
+// resync bounds how stale the drift counts in status can get if a change notice was missed.
+const resync = 30 * time.Second
 
 // invalidSpecError marks a spec that passed the schema but cannot be enforced: it is reported
 // in the Ready condition, not retried, because only an edit can fix it.
@@ -63,6 +75,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	var errs []error
 	for _, sub := range []func(context.Context, *fixityv1.ImmutabilityPolicy) error{
 		r.reconcileSpec,
+		r.reconcileDrift,
 	} {
 		if err := sub(ctx, policy); err != nil {
 			errs = append(errs, err)
@@ -76,7 +89,40 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		log.Info("Policy cannot be enforced as written", "policy", klog.KObj(policy), "reason", invalid.msg)
 		return ctrl.Result{}, nil
 	}
+	if err == nil && r.Drift != nil {
+		return ctrl.Result{RequeueAfter: resync}, nil
+	}
 	return ctrl.Result{}, err
+}
+
+// reconcileDrift publishes the drift counts and the circuit breaker's state.
+func (r *Reconciler) reconcileDrift(_ context.Context, p *fixityv1.ImmutabilityPolicy) error {
+	if r.Drift == nil {
+		return nil
+	}
+	matched, drifted := r.Drift.Counts(p.Name)
+	p.Status.MatchedPods, p.Status.DriftedPods = int32(matched), int32(drifted)
+	cond := metav1.Condition{
+		Type: fixityv1.RemediationAllowedCondition, Status: metav1.ConditionTrue,
+		Reason: fixityv1.WithinBudgetReason, ObservedGeneration: p.Generation,
+	}
+	allowed, msg := drift.Breaker(p, matched, drifted)
+	cond.Message = msg
+	if !allowed {
+		cond.Status, cond.Reason = metav1.ConditionFalse, fixityv1.TooManyDriftedReason
+	}
+	if !drift.Replaces(p) {
+		cond.Message = "Drifted pods are reported, not replaced (" + reportReason(p) + "); " + msg
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, cond)
+	return nil
+}
+
+func reportReason(p *fixityv1.ImmutabilityPolicy) string {
+	if p.Spec.Mode == fixityv1.ModeAudit {
+		return "mode Audit"
+	}
+	return "drift.action Report"
 }
 
 // reconcileSpec checks what the CRD schema cannot express.
@@ -132,10 +178,14 @@ func setReady(p *fixityv1.ImmutabilityPolicy, err error) {
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 }
 
-// SetupWithManager registers the reconciler. Status-only changes do not trigger it.
+// SetupWithManager registers the reconciler. Status-only changes do not trigger it; changes of
+// the drift counts do.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&fixityv1.ImmutabilityPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Named("immutabilitypolicy").
-		Complete(r)
+		Named("immutabilitypolicy")
+	if r.DriftChanged != nil {
+		b = b.WatchesRawSource(source.Channel(r.DriftChanged, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
 }

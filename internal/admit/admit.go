@@ -26,6 +26,9 @@ type Violation struct {
 	Container string
 	// Message says what is wrong and how to fix it.
 	Message string
+	// Transient marks a rule that could not be evaluated (a registry that cannot be reached):
+	// admission still denies, but drift detection does not take it for drift.
+	Transient bool
 }
 
 // String is the line the user reads: [policy NAME] container "C": MESSAGE.

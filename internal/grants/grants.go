@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -175,4 +176,17 @@ const MaxSessions = 1024
 // TaintValue is the fixity.dev/tainted annotation for a pod accessed in session s under g.
 func TaintValue(g *fixityv1.AccessGrant, s fixityv1.AccessSession) string {
 	return fmt.Sprintf("%s: %s by %s under grant %s/%s", fixityv1.CheckInteractiveAccess, strings.ToLower(string(s.Access)), s.User, g.Namespace, g.Name)
+}
+
+// TaintGrant returns the grant named in a fixity.dev/tainted value written by TaintValue.
+func TaintGrant(taint string) (types.NamespacedName, bool) {
+	_, ref, ok := strings.Cut(taint, " under grant ")
+	if !ok {
+		return types.NamespacedName{}, false
+	}
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok || ns == "" || name == "" {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, true
 }

@@ -93,3 +93,18 @@ func TestCoversBySelector(t *testing.T) {
 		}
 	}
 }
+
+func TestTaintGrantReadsTaintValue(t *testing.T) {
+	g := &fixityv1.AccessGrant{}
+	g.Namespace, g.Name = "shop", "inc-1234"
+	v := TaintValue(g, fixityv1.AccessSession{Pod: "web", Access: fixityv1.AccessExec, User: "alice"})
+	nn, ok := TaintGrant(v)
+	if !ok || nn.Namespace != "shop" || nn.Name != "inc-1234" {
+		t.Fatalf("TaintGrant(%q) = %v, %t", v, nn, ok)
+	}
+	for _, bad := range []string{"", "InteractiveAccess: exec by alice", "x under grant noslash", "x under grant /name"} {
+		if _, ok := TaintGrant(bad); ok {
+			t.Errorf("TaintGrant(%q) succeeded", bad)
+		}
+	}
+}

@@ -110,7 +110,7 @@ func (m *Images) CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, r
 	}
 	authorities, err := m.Authorities.Compile(ctx, p)
 	if err != nil {
-		return []admit.Violation{admit.New(p, RuleVerify, "", "images cannot be verified: %v", err)}
+		return []admit.Violation{transient(admit.New(p, RuleVerify, "", "images cannot be verified: %v", err))}
 	}
 	kc := m.Keychains.ForPod(ctx, req.Pod)
 	results := make([][]admit.Violation, len(cs))
@@ -143,8 +143,8 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 		resolved, rerr := m.resolveTag(ctx, ref, kc, false)
 		switch {
 		case rules.Digest == fixityv1.DigestRequire && rerr != nil:
-			return []admit.Violation{admit.New(p, RuleDigest, cname, "image %q is not pinned by digest, and the digest it points at could not be looked up (%v); pin it as %s@sha256:<digest>",
-				image, rerr, stripRepo(image))}
+			return []admit.Violation{transient(admit.New(p, RuleDigest, cname, "image %q is not pinned by digest, and the digest it points at could not be looked up (%v); pin it as %s@sha256:<digest>",
+				image, rerr, stripRepo(image)))}
 		case rules.Digest == fixityv1.DigestRequire:
 			return []admit.Violation{admit.New(p, RuleDigest, cname, "image %q is not pinned by digest; use %s (the digest that tag points at now)",
 				image, pinnedAs(image, resolved))}
@@ -164,7 +164,7 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 			return out
 		}
 		if rerr != nil {
-			return append(out, admit.New(p, RuleVerify, cname, "image %q cannot be verified: the digest its tag points at could not be looked up: %v", image, rerr))
+			return append(out, transient(admit.New(p, RuleVerify, cname, "image %q cannot be verified: the digest its tag points at could not be looked up: %v", image, rerr)))
 		}
 		digest = resolved
 	}
@@ -177,13 +177,18 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 	}
 	verdict, err := m.Verifier.Verify(ctx, digest, scope(p), authorities, kc)
 	if err != nil {
-		return append(out, admit.New(p, RuleVerify, cname, "signatures of image %q could not be checked: %v", digest.String(), err))
+		return append(out, transient(admit.New(p, RuleVerify, cname, "signatures of image %q could not be checked: %v", digest.String(), err)))
 	}
 	if len(verdict.Verified) < threshold {
 		return append(out, admit.New(p, RuleVerify, cname, "image %q is not signed by enough trusted authorities: %d of the %d required verified it (%s)",
 			digest.String(), len(verdict.Verified), threshold, strings.Join(verdict.Failures, "; ")))
 	}
 	return out
+}
+
+func transient(v admit.Violation) admit.Violation {
+	v.Transient = true
+	return v
 }
 
 // scope identifies the policy generation that verdicts belong to.

@@ -4,16 +4,20 @@ import (
 	"fmt"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/controllers/accessgrant"
+	driftcontroller "github.com/fixity-dev/fixity/controllers/drift"
 	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
 	"github.com/fixity-dev/fixity/internal/admit"
+	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/lockdown"
@@ -40,7 +44,19 @@ type Options struct {
 
 // Setup registers every controller and webhook with mgr.
 func Setup(mgr ctrl.Manager, o Options) error {
-	if err := (&immutabilitypolicy.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	// Drift counts flow from the drift controller to the policies' status through the tracker;
+	// the channel wakes the policy controller when they change.
+	tracker := drift.NewTracker()
+	driftChanged := make(chan event.GenericEvent, 1024)
+	tracker.OnChange = func(policies []string) {
+		for _, name := range policies {
+			select {
+			case driftChanged <- event.GenericEvent{Object: &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+			default: // full: the policy controller's periodic resync catches up
+			}
+		}
+	}
+	if err := (&immutabilitypolicy.Reconciler{Client: mgr.GetClient(), Drift: tracker, DriftChanged: driftChanged}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
 	}
 	events := mgr.GetEventRecorder("fixity")
@@ -83,6 +99,15 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		&pods.Mutator{Matcher: matcher, Mutators: mutators},
 		&pods.Validator{Matcher: matcher, Guards: []admit.Guard{annotations}, Checks: checks, Access: access})
 	workloads.Register(mgr, matcher, checks)
+
+	keychains := imageRules.Keychains
+	detector := drift.NewDetector(mgr.GetClient(), imageRules, checks, registry, keychains)
+	if err := (&driftcontroller.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: matcher,
+		Detector: detector, Tracker: tracker, Events: events,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the drift controller: %w", err)
+	}
 	podaccess.Register(mgr, matcher, access)
 	accessgrantwebhook.Register(mgr, matcher, o.Self.Username)
 	return nil

@@ -1,0 +1,308 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admit"
+	"github.com/fixity-dev/fixity/internal/admitted"
+	"github.com/fixity-dev/fixity/internal/grants"
+	"github.com/fixity-dev/fixity/internal/images"
+)
+
+// Finding is one drift check that a pod fails.
+type Finding struct {
+	Check   fixityv1.DriftCheck
+	Message string
+}
+
+func (f Finding) String() string { return string(f.Check) + ": " + f.Message }
+
+// UndecidedError means a check could not decide (a registry that cannot be reached): the pod is
+// neither drifted nor clean yet, and is looked at again later.
+type UndecidedError struct{ Reason string }
+
+func (e *UndecidedError) Error() string { return "drift cannot be decided yet: " + e.Reason }
+
+// Detector runs the drift checks.
+type Detector struct {
+	// Reader reads AccessGrants (the manager's cache).
+	Reader client.Reader
+	// Images re-verifies images under the current policy (Unverified).
+	Images *images.Images
+	// Checks are all the admission checks, run on a pod Fixity did not admit (Unverified).
+	Checks []admit.Check
+	// Registry and Keychains look up multi-arch indexes (ImageDigest).
+	Registry  *images.Registry
+	Keychains *images.Keychains
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	indexes *cache.LRUExpireCache
+}
+
+// NewDetector returns a Detector.
+func NewDetector(r client.Reader, im *images.Images, checks []admit.Check, reg *images.Registry, kc *images.Keychains) *Detector {
+	return &Detector{Reader: r, Images: im, Checks: checks, Registry: reg, Keychains: kc, indexes: cache.NewLRUExpireCache(4096)}
+}
+
+// Enabled returns the checks p runs (all five when the list is empty).
+func Enabled(p *fixityv1.ImmutabilityPolicy) []fixityv1.DriftCheck {
+	if len(p.Spec.Drift.Checks) == 0 {
+		return fixityv1.AllDriftChecks
+	}
+	return p.Spec.Drift.Checks
+}
+
+// Detect runs p's enabled checks on pod.
+func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, p *fixityv1.ImmutabilityPolicy) ([]Finding, error) {
+	var out []Finding
+	var undecided []string
+	for _, check := range Enabled(p) {
+		var (
+			fs  []Finding
+			err error
+		)
+		switch check {
+		case fixityv1.CheckImageDigest:
+			fs, err = d.imageDigest(ctx, pod)
+		case fixityv1.CheckEphemeralContainers:
+			fs, err = d.ephemeralContainers(ctx, pod)
+		case fixityv1.CheckInteractiveAccess:
+			fs, err = d.interactiveAccess(ctx, pod)
+		case fixityv1.CheckSpecChange:
+			fs, err = specChange(pod)
+		case fixityv1.CheckUnverified:
+			fs, err = d.unverified(ctx, pod, p)
+		}
+		if err != nil {
+			undecided = append(undecided, fmt.Sprintf("%s: %v", check, err))
+			continue
+		}
+		out = append(out, fs...)
+	}
+	if len(undecided) > 0 {
+		return out, &UndecidedError{Reason: strings.Join(undecided, "; ")}
+	}
+	return out, nil
+}
+
+// admittedDigests returns, per container name, the digest admitted: from the verified record,
+// else from a digest-pinned image in the spec.
+func admittedDigests(pod *corev1.Pod) (map[string]name.Digest, error) {
+	out := map[string]name.Digest{}
+	rec, _, err := admitted.ReadVerified(pod)
+	if err != nil {
+		return nil, err
+	}
+	add := func(cname, image string) {
+		if e, ok := rec[cname]; ok {
+			image = e.Image
+		}
+		ref, err := images.Parse(image)
+		if err != nil {
+			return
+		}
+		if dg, ok := images.Pinned(ref); ok {
+			out[cname] = dg
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		add(c.Name, c.Image)
+	}
+	for _, c := range pod.Spec.Containers {
+		add(c.Name, c.Image)
+	}
+	return out, nil
+}
+
+// RunningDigest returns the manifest digest a container status reports, as runtimes write it:
+// "repo@sha256:...", with or without a "docker-pullable://" prefix, under whatever repository
+// name. An image ID that is not a manifest digest (Docker's "sha256:<config>") gives false.
+func RunningDigest(imageID string) (string, bool) {
+	_, after, ok := strings.Cut(imageID, "@")
+	if !ok || !strings.HasPrefix(after, "sha256:") || len(after) != len("sha256:")+64 {
+		return "", false
+	}
+	return after, true
+}
+
+func (d *Detector) imageDigest(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {
+	want, err := admittedDigests(pod)
+	if err != nil {
+		return nil, err
+	}
+	var out []Finding
+	statuses := append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...)
+	for _, st := range statuses {
+		adm, ok := want[st.Name]
+		if !ok {
+			continue
+		}
+		// A container still pulling has no image ID that means anything yet.
+		if st.State.Running == nil && st.State.Terminated == nil {
+			continue
+		}
+		running, ok := RunningDigest(st.ImageID)
+		if !ok || running == adm.DigestStr() {
+			continue
+		}
+		same, err := d.sameImage(ctx, pod, adm, running)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			out = append(out, Finding{fixityv1.CheckImageDigest, fmt.Sprintf("container %q runs %s, not the admitted %s", st.Name, running, adm.DigestStr())})
+		}
+	}
+	return out, nil
+}
+
+// sameImage reports whether running is the admitted image after all: a platform manifest of
+// the admitted multi-arch index, or the index of an admitted platform manifest. The answer is
+// cached: manifests are immutable.
+func (d *Detector) sameImage(ctx context.Context, pod *corev1.Pod, adm name.Digest, running string) (bool, error) {
+	key := adm.String() + "|" + running
+	if v, ok := d.indexes.Get(key); ok {
+		return v.(bool), nil
+	}
+	kc := d.Keychains.ForPod(ctx, pod)
+	children := func(dg name.Digest) ([]string, error) {
+		desc, err := remote.Get(dg, d.Registry.Options(ctx, kc)...)
+		if err != nil {
+			return nil, images.Explain(dg.Context().RegistryStr(), err)
+		}
+		if !desc.MediaType.IsIndex() {
+			return nil, nil
+		}
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, err
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, c := range m.Manifests {
+			out = append(out, c.Digest.String())
+		}
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, images.DefaultTimeout)
+	defer cancel()
+	kids, err := children(adm)
+	if err != nil {
+		return false, err
+	}
+	same := slices.Contains(kids, running)
+	if !same {
+		// The runtime may report the index while the admitted digest is one of its platforms.
+		if other, err := images.WithDigest(adm, running); err == nil {
+			if kids, err := children(other); err == nil {
+				same = slices.Contains(kids, adm.DigestStr())
+			}
+		}
+	}
+	d.indexes.Add(key, same, time.Hour)
+	return same, nil
+}
+
+func (d *Detector) ephemeralContainers(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {
+	if len(pod.Spec.EphemeralContainers) == 0 {
+		return nil, nil
+	}
+	// A debug session under a grant that is still running is let be; when the grant ends the
+	// taint it left replaces the pod (InteractiveAccess).
+	if active, err := d.taintGrantActive(ctx, pod); err != nil || active {
+		return nil, err
+	}
+	var names []string
+	for _, c := range pod.Spec.EphemeralContainers {
+		names = append(names, c.Name)
+	}
+	return []Finding{{fixityv1.CheckEphemeralContainers, fmt.Sprintf("ephemeral container(s) %s were added to the running pod", strings.Join(names, ", "))}}, nil
+}
+
+func (d *Detector) interactiveAccess(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {
+	taint, ok := pod.Annotations[fixityv1.TaintedAnnotation]
+	if !ok {
+		return nil, nil
+	}
+	active, err := d.taintGrantActive(ctx, pod)
+	if err != nil || active {
+		return nil, err
+	}
+	return []Finding{{fixityv1.CheckInteractiveAccess, strings.TrimPrefix(taint, string(fixityv1.CheckInteractiveAccess)+": ") + ", which has ended"}}, nil
+}
+
+// taintGrantActive reports whether the pod's taint names a grant that is still active.
+func (d *Detector) taintGrantActive(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	nn, ok := grants.TaintGrant(pod.Annotations[fixityv1.TaintedAnnotation])
+	if !ok {
+		return false, nil
+	}
+	g := &fixityv1.AccessGrant{}
+	if err := d.Reader.Get(ctx, nn, g); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	return grants.Active(g, now()), nil
+}
+
+func specChange(pod *corev1.Pod) ([]Finding, error) {
+	recorded, ok := pod.Annotations[fixityv1.SpecHashAnnotation]
+	if !ok {
+		return nil, nil
+	}
+	now, err := admitted.SpecHash(pod)
+	if err != nil {
+		return nil, err
+	}
+	if now == recorded {
+		return nil, nil
+	}
+	return []Finding{{fixityv1.CheckSpecChange, "the containers were changed in place since admission (" + fixityv1.SpecHashAnnotation + " no longer matches)"}}, nil
+}
+
+// unverified verifies the pod now: a pod Fixity did not admit (no verified record: created
+// while the webhook was down or before p existed) against every admission check of p, and an
+// admitted one against p's current image rules (an authority removed, a key replaced).
+func (d *Detector) unverified(ctx context.Context, pod *corev1.Pod, p *fixityv1.ImmutabilityPolicy) ([]Finding, error) {
+	checks := []admit.Check{d.Images}
+	_, recorded := pod.Annotations[fixityv1.VerifiedAnnotation]
+	if !recorded {
+		checks = d.Checks
+	}
+	// Judged as a template: every container, and a tag by what it points at now.
+	vs := admit.RunChecks(ctx, checks, []fixityv1.ImmutabilityPolicy{*p}, &admit.Request{Pod: pod, Template: true})
+	var out []Finding
+	var undecided []string
+	for _, v := range vs {
+		switch {
+		case v.Rule == images.RuleDigest && recorded:
+			// An admitted pod runs a digest; the digest rule was settled at admission.
+		case v.Transient:
+			undecided = append(undecided, v.String())
+		default:
+			out = append(out, Finding{fixityv1.CheckUnverified, v.String()})
+		}
+	}
+	if len(undecided) > 0 && len(out) == 0 {
+		return nil, fmt.Errorf("%s", strings.Join(undecided, "; "))
+	}
+	return out, nil
+}

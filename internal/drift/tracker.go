@@ -1,0 +1,132 @@
+package drift
+
+import (
+	"slices"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// PodState is what the last look at one pod found.
+type PodState struct {
+	// Findings per name of a policy that matches the pod; a matching policy under which the pod
+	// is clean has an empty entry.
+	Findings map[string][]Finding
+}
+
+// Drifted reports whether the pod is drifted under any policy.
+func (s PodState) Drifted() bool {
+	for _, fs := range s.Findings {
+		if len(fs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Tracker keeps what drift detection found for every pod it has looked at, by name. It is rebuilt from
+// the cluster after a restart (every pod is looked at again), so it only ever speeds things up:
+// decisions that must survive a restart (who is being replaced) are read from the cluster.
+type Tracker struct {
+	mu   sync.RWMutex
+	pods map[types.NamespacedName]PodState
+	// OnChange is called, outside the lock, with the names of the policies whose counts changed.
+	OnChange func(policies []string)
+}
+
+// NewTracker returns an empty Tracker.
+func NewTracker() *Tracker {
+	return &Tracker{pods: map[types.NamespacedName]PodState{}}
+}
+
+// Set records the state of a pod and reports whether it changed.
+func (t *Tracker) Set(key types.NamespacedName, s PodState) bool {
+	t.mu.Lock()
+	old, had := t.pods[key]
+	t.pods[key] = s
+	t.mu.Unlock()
+	changed := !had || !equalState(old, s)
+	if changed {
+		t.notify(old, s)
+	}
+	return changed
+}
+
+// Forget drops a pod that is gone.
+func (t *Tracker) Forget(key types.NamespacedName) {
+	t.mu.Lock()
+	old, had := t.pods[key]
+	delete(t.pods, key)
+	t.mu.Unlock()
+	if had {
+		t.notify(old, PodState{})
+	}
+}
+
+// Get returns the state of a pod, if it has been looked at.
+func (t *Tracker) Get(key types.NamespacedName) (PodState, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s, ok := t.pods[key]
+	return s, ok
+}
+
+// Counts returns how many tracked pods policy matches and how many of them are drifted under it.
+func (t *Tracker) Counts(policy string) (matched, drifted int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, s := range t.pods {
+		fs, ok := s.Findings[policy]
+		if !ok {
+			continue
+		}
+		matched++
+		if len(fs) > 0 {
+			drifted++
+		}
+	}
+	return matched, drifted
+}
+
+// Drifted returns the pods drifted under policy.
+func (t *Tracker) Drifted(policy string) []types.NamespacedName {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []types.NamespacedName
+	for key, s := range t.pods {
+		if len(s.Findings[policy]) > 0 {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+func (t *Tracker) notify(old, updated PodState) {
+	if t.OnChange == nil {
+		return
+	}
+	var names []string
+	for _, s := range []PodState{old, updated} {
+		for p := range s.Findings {
+			if !slices.Contains(names, p) {
+				names = append(names, p)
+			}
+		}
+	}
+	if len(names) > 0 {
+		t.OnChange(names)
+	}
+}
+
+func equalState(a, b PodState) bool {
+	if len(a.Findings) != len(b.Findings) {
+		return false
+	}
+	for p, fa := range a.Findings {
+		fb, ok := b.Findings[p]
+		if !ok || !slices.Equal(fa, fb) {
+			return false
+		}
+	}
+	return true
+}
