@@ -19,6 +19,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/test/cluster"
+	"github.com/fixity-dev/fixity/test/registry"
 )
 
 var (
@@ -27,6 +28,8 @@ var (
 	env        *cluster.Cluster
 	k8s        client.Client
 	mgr        *managerProcess
+	// reg is the loopback OCI registry of the drift tests' images.
+	reg *registry.Registry
 )
 
 func TestMain(m *testing.M) {
@@ -65,6 +68,11 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
+	if reg, err = registry.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the registry:", err)
+		return 1
+	}
+	defer func() { _ = reg.Close() }()
 
 	ctx := context.Background()
 	if k8s, err = client.New(env.Config, client.Options{Scheme: operator.NewScheme()}); err != nil {

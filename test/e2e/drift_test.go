@@ -1,0 +1,354 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
+
+// pushed pushes a fresh image to the loopback registry and returns it by digest.
+func pushed(t *testing.T, repo string) string {
+	t.Helper()
+	d, err := reg.PushRandomImage(context.Background(), repo, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// maxDrifted sets the circuit breaker of the namespace's policy.
+func maxDrifted(pct int32) func(*fixityv1.ImmutabilityPolicySpec) {
+	return func(s *fixityv1.ImmutabilityPolicySpec) { s.Drift.MaxDriftedPercent = ptr.To(pct) }
+}
+
+// rollOut creates a Deployment of image and waits until all its pods are Ready.
+func rollOut(t *testing.T, ctx context.Context, ns, name string, replicas int32, img string) []corev1.Pod {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	dep := deployment(ns, name, replicas)
+	dep.Spec.Template.Spec.Containers[0].Image = img
+	g.Expect(k8s.Create(ctx, dep)).To(gomega.Succeed())
+	var pods []corev1.Pod
+	g.Eventually(func(g gomega.Gomega) {
+		pods = readyPods(ctx, ns, name)(g)
+		g.Expect(pods).To(gomega.HaveLen(int(replicas)))
+	}, eventually, poll).Should(gomega.Succeed())
+	return pods
+}
+
+// runDigest makes the pod report that it runs digest, as a kubelet does after pulling another
+// image than the one admitted.
+func runDigest(ctx context.Context, pod *corev1.Pod, digest string) error {
+	fresh := &corev1.Pod{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), fresh); err != nil {
+		return err
+	}
+	before := fresh.DeepCopy()
+	repo, _, _ := strings.Cut(fresh.Spec.Containers[0].Image, "@")
+	fresh.Status.ContainerStatuses[0].ImageID = "docker-pullable://" + repo + "@" + strings.SplitN(digest, "@", 2)[1]
+	return k8s.Status().Patch(ctx, fresh, client.MergeFrom(before))
+}
+
+// gone reports whether the pod with this UID no longer exists (a pod of the same name may).
+func gone(ctx context.Context, pod corev1.Pod) func() bool {
+	return func() bool {
+		p := &corev1.Pod{}
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(&pod), p)
+		return client.IgnoreNotFound(err) == nil && (err != nil || p.UID != pod.UID)
+	}
+}
+
+func policyOf(ctx context.Context, name string) func(g gomega.Gomega) *fixityv1.ImmutabilityPolicy {
+	return func(g gomega.Gomega) *fixityv1.ImmutabilityPolicy {
+		p := &fixityv1.ImmutabilityPolicy{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, p)).To(gomega.Succeed())
+		return p
+	}
+}
+
+func remediationAllowed(status metav1.ConditionStatus, reason string) gomega.OmegaMatcher {
+	return gomega.WithTransform(func(p *fixityv1.ImmutabilityPolicy) *metav1.Condition {
+		return meta.FindStatusCondition(p.Status.Conditions, fixityv1.RemediationAllowedCondition)
+	}, gomega.And(gomega.Not(gomega.BeNil()), gomega.HaveField("Status", status), gomega.HaveField("Reason", reason)))
+}
+
+// Each drift check replaces a Deployment pod; the ReplicaSet brings a fresh one.
+func TestDriftedDeploymentPodsAreReplaced(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Runtime.EphemeralContainers = fixityv1.Allow })
+	img, other := pushed(t, "shop/web"), pushed(t, "shop/other")
+	pods := rollOut(t, ctx, ns, "web", 3, img)
+
+	for _, tc := range []struct {
+		check  fixityv1.DriftCheck
+		induce func(pod *corev1.Pod) error
+	}{
+		{fixityv1.CheckImageDigest, func(pod *corev1.Pod) error { return runDigest(ctx, pod, other) }},
+		{fixityv1.CheckEphemeralContainers, func(pod *corev1.Pod) error {
+			pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "dbg", Image: img}}}
+			return k8s.SubResource("ephemeralcontainers").Update(ctx, pod)
+		}},
+		{fixityv1.CheckSpecChange, func(pod *corev1.Pod) error {
+			before := pod.DeepCopy()
+			pod.Spec.Containers[0].Image = other
+			return k8s.Patch(ctx, pod, client.MergeFrom(before))
+		}},
+	} {
+		pod := pods[0]
+		g.Expect(tc.induce(&pod)).To(gomega.Succeed(), tc.check)
+		g.Eventually(gone(ctx, pods[0]), eventually, poll).Should(gomega.BeTrue(), "%s: the drifted pod is evicted", tc.check)
+		g.Eventually(events(ctx, ns, pods[0].Name), eventually, poll).Should(gomega.ContainElements(
+			gomega.ContainSubstring("DriftDetected: [policy "+ns+"] "+string(tc.check)),
+			gomega.HavePrefix("Replaced: "),
+		), tc.check)
+		g.Eventually(func(g gomega.Gomega) {
+			pods = readyPods(ctx, ns, "web")(g)
+			g.Expect(pods).To(gomega.HaveLen(3))
+			for _, p := range pods {
+				g.Expect(p.UID).NotTo(gomega.Equal(pod.UID))
+			}
+		}, eventually, poll).Should(gomega.Succeed(), "%s: the ReplicaSet brings a fresh pod", tc.check)
+	}
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.ReplacedPods", int64(3)),
+		gomega.HaveField("Status.MatchedPods", int32(3)),
+		gomega.HaveField("Status.DriftedPods", int32(0)),
+	))
+}
+
+// A pod accessed under an AccessGrant is replaced once the grant has ended.
+func TestAccessedPodIsReplacedWhenTheGrantEnds(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	ns := enforcedNamespace(t, ctx)
+	pods := rollOut(t, ctx, ns, "web", 2, pushed(t, "shop/web"))
+	target := pods[0]
+
+	out, err := alice.kubectlStdin(grantManifest(ns, "short", target.Name, "Exec", "5s"), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Eventually(func() bool {
+		out, _ := alice.kubectl("exec", "-n", ns, target.Name, "--", "true")
+		return admittedPastFixity(out)
+	}, eventually, poll).Should(gomega.BeTrue())
+	g.Eventually(gone(ctx, target), eventually, poll).Should(gomega.BeTrue())
+	g.Expect(events(ctx, ns, target.Name)(g)).To(gomega.ContainElement(gomega.ContainSubstring(
+		fmt.Sprintf("InteractiveAccess: exec by alice under grant %s/short, which has ended", ns))))
+	g.Eventually(readyPods(ctx, ns, "web"), eventually, poll).Should(gomega.HaveLen(2))
+}
+
+// A pod that was not admitted by Fixity (created before its policy) is verified now: it stays
+// if it passes, it is replaced if it does not.
+func TestUnverifiedPodsAreCheckedNow(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	name := uniqueName("legacy")
+	g.Expect(env.CreateNamespace(ctx, name)).To(gomega.Succeed())
+	good := rollOut(t, ctx, name, "good", 1, pushed(t, "shop/good"))
+	bad := rollOut(t, ctx, name, "bad", 1, "registry.example/shop/legacy@sha256:"+strings.Repeat("e", 64))
+
+	ns := &corev1.Namespace{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, ns)).To(gomega.Succeed())
+	ns.Labels["fixity.dev/enforce"] = name
+	g.Expect(k8s.Update(ctx, ns)).To(gomega.Succeed())
+	p := &fixityv1.ImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: fixityv1.ImmutabilityPolicySpec{
+			Match:  fixityv1.PolicyMatch{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"fixity.dev/enforce": name}}},
+			Images: fixityv1.ImageRules{AllowedRegistries: []string{reg.Host() + "/"}},
+			Drift:  fixityv1.DriftRules{MaxDriftedPercent: ptr.To[int32](50)},
+		},
+	}
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), p) })
+
+	g.Eventually(gone(ctx, bad[0]), eventually, poll).Should(gomega.BeTrue())
+	g.Expect(events(ctx, name, bad[0].Name)(g)).To(gomega.ContainElement(gomega.And(
+		gomega.ContainSubstring("Unverified"), gomega.ContainSubstring("is not from an allowed registry"))))
+	g.Consistently(gone(ctx, good[0]), 3*time.Second, poll).Should(gomega.BeFalse(), "a pod that passes today's rules is left alone")
+}
+
+// A PodDisruptionBudget that allows no disruption blocks the eviction: the pod is reported, never
+// deleted behind the budget's back.
+func TestPodDisruptionBudgetBlocksReplacement(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, maxDrifted(100))
+	pods := rollOut(t, ctx, ns, "web", 1, pushed(t, "shop/web"))
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(1)),
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+		},
+	}
+	g.Expect(k8s.Create(ctx, pdb)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pdb), pdb)).To(gomega.Succeed())
+		g.Expect(pdb.Status.CurrentHealthy).To(gomega.Equal(int32(1)))
+	}, eventually, poll).Should(gomega.Succeed())
+
+	g.Expect(runDigest(ctx, &pods[0], pushed(t, "shop/other"))).To(gomega.Succeed())
+	g.Eventually(events(ctx, ns, pods[0].Name), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("EvictionBlocked: ")))
+	g.Consistently(gone(ctx, pods[0]), 3*time.Second, poll).Should(gomega.BeFalse())
+
+	g.Expect(k8s.Delete(ctx, pdb)).To(gomega.Succeed())
+	g.Eventually(gone(ctx, pods[0]), eventually, poll).Should(gomega.BeTrue(), "replaced once the budget allows it")
+}
+
+// A bare pod has no controller to bring it back: it is recreated from its saved spec under the
+// same name.
+func TestBarePodIsRecreated(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, maxDrifted(100))
+	img := pushed(t, "shop/solo")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "solo", Labels: map[string]string{"app": "solo"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: img}}},
+	}
+	g.Expect(k8s.Create(ctx, pod)).To(gomega.Succeed())
+	g.Eventually(readyPods(ctx, ns, "solo"), eventually, poll).Should(gomega.HaveLen(1))
+	g.Expect(runDigest(ctx, pod, pushed(t, "shop/other"))).To(gomega.Succeed())
+
+	g.Eventually(func(g gomega.Gomega) {
+		pods := readyPods(ctx, ns, "solo")(g)
+		g.Expect(pods).To(gomega.HaveLen(1))
+		g.Expect(pods[0].UID).NotTo(gomega.Equal(pod.UID))
+		g.Expect(pods[0].Spec.Containers[0].Image).To(gomega.Equal(img))
+	}, eventually, poll).Should(gomega.Succeed())
+	g.Eventually(events(ctx, ns, "solo"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("Recreated: ")))
+	var saved corev1.ConfigMapList
+	g.Expect(k8s.List(ctx, &saved, client.InNamespace(ns))).To(gomega.Succeed())
+	for _, cm := range saved.Items {
+		g.Expect(cm.Name).NotTo(gomega.HavePrefix("fixity-recreate-"), "the saved spec is removed once the pod is back")
+	}
+}
+
+// Too many drifted pods at once open the circuit breaker: nothing is replaced until the share
+// falls, then remediation resumes.
+func TestCircuitBreaker(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, maxDrifted(50))
+	pods := rollOut(t, ctx, ns, "web", 3, pushed(t, "shop/web"))
+	other := pushed(t, "shop/other")
+	// A budget that allows no eviction holds the first drifted pod while the second drifts, so
+	// the breaker, not a race, decides what happens next.
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hold"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(3)),
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+		},
+	}
+	g.Expect(k8s.Create(ctx, pdb)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pdb), pdb)).To(gomega.Succeed())
+		g.Expect(pdb.Status.CurrentHealthy).To(gomega.Equal(int32(3)))
+	}, eventually, poll).Should(gomega.Succeed())
+	g.Expect(runDigest(ctx, &pods[0], other)).To(gomega.Succeed())
+	g.Expect(runDigest(ctx, &pods[1], other)).To(gomega.Succeed())
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		remediationAllowed(metav1.ConditionFalse, fixityv1.TooManyDriftedReason),
+		gomega.HaveField("Status.DriftedPods", int32(2)),
+		gomega.HaveField("Status.MatchedPods", int32(3)),
+	))
+	g.Expect(k8s.Delete(ctx, pdb)).To(gomega.Succeed())
+	g.Consistently(func() bool { return gone(ctx, pods[0])() || gone(ctx, pods[1])() }, 3*time.Second, poll).
+		Should(gomega.BeFalse(), "2 of 3 drifted is over 50%: nothing is replaced")
+
+	// The share falls: one pod is back to what was admitted; the other is replaced.
+	g.Expect(runDigest(ctx, &pods[0], pods[0].Spec.Containers[0].Image)).To(gomega.Succeed())
+	g.Eventually(gone(ctx, pods[1]), eventually, poll).Should(gomega.BeTrue())
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(remediationAllowed(metav1.ConditionTrue, fixityv1.WithinBudgetReason))
+	g.Expect(gone(ctx, pods[0])()).To(gomega.BeFalse())
+}
+
+// Report mode (and Audit) only reports.
+func TestReportModeReplacesNothing(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, maxDrifted(100), func(s *fixityv1.ImmutabilityPolicySpec) { s.Drift.Action = fixityv1.DriftReport })
+	pods := rollOut(t, ctx, ns, "web", 1, pushed(t, "shop/web"))
+	g.Expect(runDigest(ctx, &pods[0], pushed(t, "shop/other"))).To(gomega.Succeed())
+	g.Eventually(events(ctx, ns, pods[0].Name), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("DriftDetected: ")))
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.DriftedPods", int32(1)))
+	g.Consistently(gone(ctx, pods[0]), 3*time.Second, poll).Should(gomega.BeFalse())
+}
+
+// A manager restart in the middle of replacing an owner's drifted pods replaces each of them once.
+func TestRestartMidRemediationReplacesNothingTwice(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, maxDrifted(100))
+	pods := rollOut(t, ctx, ns, "web", 3, pushed(t, "shop/web"))
+	other := pushed(t, "shop/other")
+	for i := range pods {
+		g.Expect(runDigest(ctx, &pods[i], other)).To(gomega.Succeed())
+	}
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.ReplacedPods", gomega.BeNumerically(">=", 1)))
+	mgr.stop()
+	g.Expect(mgr.start(ctx)).To(gomega.Succeed())
+
+	g.Eventually(func() bool { return gone(ctx, pods[0])() && gone(ctx, pods[1])() && gone(ctx, pods[2])() }, eventually, poll).Should(gomega.BeTrue())
+	g.Eventually(readyPods(ctx, ns, "web"), eventually, poll).Should(gomega.HaveLen(3))
+	g.Consistently(policyOf(ctx, ns), 3*time.Second, poll).Should(gomega.HaveField("Status.ReplacedPods", int64(3)))
+	original := []types.UID{pods[0].UID, pods[1].UID, pods[2].UID}
+	for _, p := range readyPods(ctx, ns, "web")(g) {
+		g.Expect(slices.Contains(original, p.UID)).To(gomega.BeFalse())
+	}
+	var rs appsv1.ReplicaSetList
+	g.Expect(k8s.List(ctx, &rs, client.InNamespace(ns))).To(gomega.Succeed())
+	g.Expect(rs.Items).To(gomega.HaveLen(1), "replacement is by eviction, not a new rollout")
+}
+
+// Runtimes report the digest of a multi-arch index or of the platform manifest they pulled,
+// under whatever repository name; neither is drift, and neither is a pod still pulling.
+func TestNoFalseDrift(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, maxDrifted(100))
+	index, platforms, err := reg.PushRandomIndex(ctx, "shop/multiarch", "v1")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	pods := rollOut(t, ctx, ns, "web", 2, index.String())
+
+	var platform string
+	for _, d := range platforms {
+		platform = d.DigestStr()
+	}
+	fresh := &corev1.Pod{}
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&pods[0]), fresh)).To(gomega.Succeed())
+	before := fresh.DeepCopy()
+	fresh.Status.ContainerStatuses[0].ImageID = "docker.io/library/renamed@" + platform
+	g.Expect(k8s.Status().Patch(ctx, fresh, client.MergeFrom(before))).To(gomega.Succeed())
+
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&pods[1]), fresh)).To(gomega.Succeed())
+	before = fresh.DeepCopy()
+	fresh.Status.ContainerStatuses[0].ImageID = reg.Host() + "/shop/other@sha256:" + strings.Repeat("f", 64)
+	fresh.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	g.Expect(k8s.Status().Patch(ctx, fresh, client.MergeFrom(before))).To(gomega.Succeed())
+
+	g.Consistently(func() bool { return gone(ctx, pods[0])() || gone(ctx, pods[1])() }, 5*time.Second, poll).Should(gomega.BeFalse())
+	g.Expect(policyOf(ctx, ns)(g).Status.DriftedPods).To(gomega.Equal(int32(0)))
+	for _, p := range pods {
+		g.Expect(events(ctx, ns, p.Name)(g)).NotTo(gomega.ContainElement(gomega.HavePrefix("DriftDetected")))
+	}
+}
