@@ -2,7 +2,8 @@
 # `make demo`: the operator's main job on a local cluster. Starts the local environment
 # (hack/local-cluster.sh), runs the manager against it as a local process serving the webhooks,
 # applies config/samples, shows an unsigned Deployment blocked and a signed one running pinned to
-# its digest, then walks through break-glass access with an AccessGrant.
+# its digest, a drifted pod replaced, then break-glass access with an AccessGrant whose pod is
+# replaced when it ends.
 #
 #   hack/demo.sh up | down
 set -euo pipefail
@@ -66,6 +67,7 @@ up() {
   $kubectl -n shop get pods -l app=web \
     -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,IMAGE:.spec.containers[0].image,VERIFIED:.metadata.annotations.fixity\.dev/verified'
 
+  drift
   breakglass
 
   cat <<TXT
@@ -125,9 +127,28 @@ YAML
   step "Waiting for the grant to expire (20s after creation)"
   $kubectl -n shop wait --for=jsonpath='{.status.phase}'=Expired accessgrant/inc-4242 --timeout=60s >/dev/null
   $kubectl -n shop get accessgrant inc-4242
+  step "The grant has ended: the pod alice was in is replaced by a fresh one"
+  $kubectl -n shop wait --for=delete "pod/$pod" --timeout=60s >/dev/null
   $kubectl -n shop get events --field-selector "involvedObject.name=$pod" \
-    -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -E 'REASON|ReplacementDue|InteractiveAccess'
-  echo "The pod is marked for replacement; drift remediation replaces such pods with fresh ones."
+    -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -E 'REASON|ReplacementDue|DriftDetected|Replaced'
+  $kubectl -n shop rollout status deployment/web --timeout=120s
+  $kubectl -n shop get pods -l app=web
+}
+
+# drift shows a pod that starts running another digest than the one admitted (as if its node
+# had pulled another image) being evicted and replaced by its ReplicaSet.
+drift() {
+  local pod
+  pod=$($kubectl -n shop get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
+  step "Pod $pod now runs another digest ($UNSIGNED_DIGEST), as if its node pulled another image"
+  $kubectl -n shop patch pod "$pod" --subresource=status --type=json \
+    -p "[{\"op\":\"replace\",\"path\":\"/status/containerStatuses/0/imageID\",\"value\":\"$UNSIGNED_DIGEST\"}]" >/dev/null
+  $kubectl -n shop wait --for=delete "pod/$pod" --timeout=60s >/dev/null
+  $kubectl -n shop get events --field-selector "involvedObject.name=$pod" \
+    -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -E 'REASON|DriftDetected|Replaced'
+  $kubectl -n shop rollout status deployment/web --timeout=120s
+  $kubectl -n shop get pods -l app=web
+  $kubectl get immutabilitypolicy production
 }
 
 # deployment prints a two-replica Deployment of image.

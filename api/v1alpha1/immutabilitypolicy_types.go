@@ -361,15 +361,15 @@ type ImmutabilityPolicyStatus struct {
 
 	// matchedPods is the number of pods the policy currently matches.
 	// +optional
-	MatchedPods int32 `json:"matchedPods,omitempty"`
+	MatchedPods int32 `json:"matchedPods"`
 
 	// driftedPods is the number of matched pods currently drifted.
 	// +optional
-	DriftedPods int32 `json:"driftedPods,omitempty"`
+	DriftedPods int32 `json:"driftedPods"`
 
 	// replacedPods is the number of pods replaced since the policy was created.
 	// +optional
-	ReplacedPods int64 `json:"replacedPods,omitempty"`
+	ReplacedPods int64 `json:"replacedPods"`
 }
 
 // ImmutabilityPolicy says what may run in the namespaces it matches, and how pods that drift
