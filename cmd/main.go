@@ -11,7 +11,6 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -111,8 +110,8 @@ func run(ctx context.Context, o options) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  operator.NewScheme(),
 		Metrics: metricsOpts,
-		// The operator watches every pod; managedFields are most of a pod's bytes and unused.
-		Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// The operator watches every pod: keep only what it reads.
+		Cache:                   operator.CacheOptions(),
 		WebhookServer:           webhook.NewServer(webhook.Options{Port: o.webhookPort, TLSOpts: webhookTLS}),
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.enableLeaderElection,

@@ -46,6 +46,10 @@ const (
 	waitBreaker = 15 * time.Second
 )
 
+// ownerIndex indexes pods by the UID of their controller, so the siblings of a pod are found
+// without listing its whole namespace.
+const ownerIndex = "fixity.dev/controller-uid"
+
 // RecreateLabel marks the ConfigMaps that hold the spec of a bare pod being recreated.
 const RecreateLabel = fixityv1.Prefix + "recreate"
 
@@ -60,6 +64,9 @@ type Reconciler struct {
 	Events    events.EventRecorder
 
 	mu sync.Mutex
+	// complete remembers, per policy, the generation under which every matched pod has been
+	// looked at, so the circuit breaker's counts can be trusted.
+	complete map[string]int64
 	// evicting remembers, per owner, the pod last evicted until the cache shows it going, so a
 	// sibling reconciled right after is not evicted on a stale view.
 	evicting map[types.UID]types.UID
@@ -205,20 +212,33 @@ func (r *Reconciler) remediate(ctx context.Context, pod *corev1.Pod, policies []
 	return ctrl.Result{}, nil
 }
 
-// breakerAllows reports whether p's circuit breaker lets it replace pods now. Until every pod p
-// matches has been looked at (just after a start), the counts are not known: wait.
+// breakerAllows reports whether p's circuit breaker lets it replace pods now. The counts come
+// from the tracker, so they are only trusted once every pod p matched has been looked at under
+// this generation of p (after a start or a policy change); until then, wait. Pods created later
+// are fresh replacements, admitted under p: they are counted once looked at.
 func (r *Reconciler) breakerAllows(ctx context.Context, p *fixityv1.ImmutabilityPolicy) (bool, time.Duration, error) {
-	matched, err := r.matchedPods(ctx, p)
-	if err != nil {
-		return false, 0, err
-	}
-	for _, key := range matched {
-		if _, seen := r.Tracker.Get(key); !seen {
-			return false, waitSibling, nil
+	r.mu.Lock()
+	complete := r.complete[p.Name] == p.Generation
+	r.mu.Unlock()
+	if !complete {
+		matched, err := r.matchedPods(ctx, p)
+		if err != nil {
+			return false, 0, err
 		}
+		for _, key := range matched {
+			if s, seen := r.Tracker.Get(key); !seen || !hasKey(s.Findings, p.Name) {
+				return false, waitSibling, nil
+			}
+		}
+		r.mu.Lock()
+		if r.complete == nil {
+			r.complete = map[string]int64{}
+		}
+		r.complete[p.Name] = p.Generation
+		r.mu.Unlock()
 	}
-	_, drifted := r.Tracker.Counts(p.Name)
-	ok, msg := drift.Breaker(p, len(matched), drifted)
+	matched, drifted := r.Tracker.Counts(p.Name)
+	ok, msg := drift.Breaker(p, matched, drifted)
 	if !ok {
 		breakerOpen.WithLabelValues(p.Name).Set(1)
 		ctrl.LoggerFrom(ctx).Info("Circuit breaker open; not replacing", "policy", p.Name, "reason", msg)
@@ -228,10 +248,15 @@ func (r *Reconciler) breakerAllows(ctx context.Context, p *fixityv1.Immutability
 	return true, 0, nil
 }
 
+func hasKey(m map[string][]drift.Finding, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // matchedPods lists the live pods p matches, from the cache.
 func (r *Reconciler) matchedPods(ctx context.Context, p *fixityv1.ImmutabilityPolicy) ([]types.NamespacedName, error) {
 	var nss corev1.NamespaceList
-	if err := r.List(ctx, &nss); err != nil {
+	if err := r.List(ctx, &nss, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	var out []types.NamespacedName
@@ -244,7 +269,8 @@ func (r *Reconciler) matchedPods(ctx context.Context, p *fixityv1.ImmutabilityPo
 			continue
 		}
 		var pods corev1.PodList
-		if err := r.List(ctx, &pods, client.InNamespace(ns.Name)); err != nil {
+		// Read-only: no copy of every pod of the namespace per decision.
+		if err := r.List(ctx, &pods, client.InNamespace(ns.Name), client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
 		for j := range pods.Items {
@@ -266,7 +292,8 @@ func (r *Reconciler) matchedPods(ctx context.Context, p *fixityv1.ImmutabilityPo
 // (the replacement of the last one), or just evicted and not yet seen going in the cache.
 func (r *Reconciler) ownerBusy(ctx context.Context, pod *corev1.Pod, owner *metav1.OwnerReference) (bool, error) {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(pod.Namespace)); err != nil {
+	if err := r.List(ctx, &pods, client.InNamespace(pod.Namespace), client.MatchingFields{ownerIndex: string(owner.UID)},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return false, err
 	}
 	r.mu.Lock()
@@ -285,9 +312,6 @@ func (r *Reconciler) ownerBusy(ctx context.Context, pod *corev1.Pod, owner *meta
 	for i := range pods.Items {
 		sib := &pods.Items[i]
 		if sib.UID == pod.UID {
-			continue
-		}
-		if c := metav1.GetControllerOfNoCopy(sib); c == nil || c.UID != owner.UID {
 			continue
 		}
 		if !sib.DeletionTimestamp.IsZero() || !podReady(sib) {
@@ -348,7 +372,15 @@ func recreateName(pod string) string {
 
 // recreate saves a bare pod's spec, then deletes it; once it is gone recreatePending creates it
 // again under the same name. The saved spec survives a restart of the operator.
-func (r *Reconciler) recreate(ctx context.Context, pod *corev1.Pod, by []*fixityv1.ImmutabilityPolicy) (ctrl.Result, error) {
+func (r *Reconciler) recreate(ctx context.Context, cached *corev1.Pod, by []*fixityv1.ImmutabilityPolicy) (ctrl.Result, error) {
+	// The cache keeps a trimmed pod; the saved spec must be whole.
+	pod := &corev1.Pod{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), pod); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if pod.UID != cached.UID || !pod.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
 	fresh := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -471,6 +503,14 @@ func (r *Reconciler) recoverRecreations(ctx context.Context) error {
 // SetupWithManager registers the controller: pods, and the policies and grants whose changes
 // change what pods are drifted.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, ownerIndex, func(o client.Object) []string {
+		if c := metav1.GetControllerOfNoCopy(o); c != nil {
+			return []string{string(c.UID)}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing pods by controller: %w", err)
+	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return nil
@@ -515,7 +555,7 @@ func (r *Reconciler) podsOfPolicy(ctx context.Context, obj client.Object) []ctrl
 // podsOfGrant looks again at the pods a grant tainted when the grant changes (ends).
 func (r *Reconciler) podsOfGrant(ctx context.Context, obj client.Object) []ctrl.Request {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(obj.GetNamespace())); err != nil {
+	if err := r.List(ctx, &pods, client.InNamespace(obj.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var out []ctrl.Request

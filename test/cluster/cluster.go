@@ -287,11 +287,11 @@ func (c *Cluster) startControlPlane(opts Options, full bool) error {
 			return fmt.Errorf("creating %s: %w", dir, err)
 		}
 	}
-	etcdPort, err := freePort()
+	etcdPort, err := FreePort()
 	if err != nil {
 		return err
 	}
-	apiPort, err := freePort()
+	apiPort, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -638,8 +638,8 @@ func (c *Cluster) openLog(component string) (*os.File, error) {
 	return f, nil
 }
 
-// freePort asks the kernel for a free port on 127.0.0.1.
-func freePort() (int, error) {
+// FreePort asks the kernel for a free port on 127.0.0.1.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)

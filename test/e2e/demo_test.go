@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/onsi/gomega"
+
+	"github.com/fixity-dev/fixity/test/cluster"
 )
 
 // `make demo` is one of the two commands a newcomer runs; this runs its script with its own
@@ -19,7 +21,7 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	ports := make([]int, 3)
 	for i := range ports {
-		p, err := freePort()
+		p, err := cluster.FreePort()
 		g.Expect(err).NotTo(gomega.HaveOccurred())
 		ports[i] = p
 	}

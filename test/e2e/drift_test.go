@@ -88,6 +88,26 @@ func remediationAllowed(status metav1.ConditionStatus, reason string) gomega.Ome
 	}, gomega.And(gomega.Not(gomega.BeNil()), gomega.HaveField("Status", status), gomega.HaveField("Reason", reason)))
 }
 
+// noDisruptions creates a PodDisruptionBudget that keeps all pods of app, and waits until the
+// disruption controller has counted them.
+func noDisruptions(t *testing.T, ctx context.Context, ns, app string, pods int32) *policyv1.PodDisruptionBudget {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(pods)),
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+		},
+	}
+	g.Expect(k8s.Create(ctx, pdb)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pdb), pdb)).To(gomega.Succeed())
+		g.Expect(pdb.Status.CurrentHealthy).To(gomega.Equal(pods))
+	}, eventually, poll).Should(gomega.Succeed())
+	return pdb
+}
+
 // Each drift check replaces a Deployment pod; the ReplicaSet brings a fresh one.
 func TestDriftedDeploymentPodsAreReplaced(t *testing.T) {
 	g := gomega.NewWithT(t)
@@ -192,18 +212,7 @@ func TestPodDisruptionBudgetBlocksReplacement(t *testing.T) {
 	ctx := context.Background()
 	ns := enforcedNamespace(t, ctx, maxDrifted(100))
 	pods := rollOut(t, ctx, ns, "web", 1, pushed(t, "shop/web"))
-	pdb := &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
-		Spec: policyv1.PodDisruptionBudgetSpec{
-			MinAvailable: ptr.To(intstr.FromInt32(1)),
-			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-		},
-	}
-	g.Expect(k8s.Create(ctx, pdb)).To(gomega.Succeed())
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pdb), pdb)).To(gomega.Succeed())
-		g.Expect(pdb.Status.CurrentHealthy).To(gomega.Equal(int32(1)))
-	}, eventually, poll).Should(gomega.Succeed())
+	pdb := noDisruptions(t, ctx, ns, "web", 1)
 
 	g.Expect(runDigest(ctx, &pods[0], pushed(t, "shop/other"))).To(gomega.Succeed())
 	g.Eventually(events(ctx, ns, pods[0].Name), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("EvictionBlocked: ")))
@@ -252,18 +261,7 @@ func TestCircuitBreaker(t *testing.T) {
 	other := pushed(t, "shop/other")
 	// A budget that allows no eviction holds the first drifted pod while the second drifts, so
 	// the breaker, not a race, decides what happens next.
-	pdb := &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hold"},
-		Spec: policyv1.PodDisruptionBudgetSpec{
-			MinAvailable: ptr.To(intstr.FromInt32(3)),
-			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-		},
-	}
-	g.Expect(k8s.Create(ctx, pdb)).To(gomega.Succeed())
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pdb), pdb)).To(gomega.Succeed())
-		g.Expect(pdb.Status.CurrentHealthy).To(gomega.Equal(int32(3)))
-	}, eventually, poll).Should(gomega.Succeed())
+	pdb := noDisruptions(t, ctx, ns, "web", 3)
 	g.Expect(runDigest(ctx, &pods[0], other)).To(gomega.Succeed())
 	g.Expect(runDigest(ctx, &pods[1], other)).To(gomega.Succeed())
 	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
@@ -305,8 +303,8 @@ func TestRestartMidRemediationReplacesNothingTwice(t *testing.T) {
 		g.Expect(runDigest(ctx, &pods[i], other)).To(gomega.Succeed())
 	}
 	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.ReplacedPods", gomega.BeNumerically(">=", 1)))
-	mgr.stop()
-	g.Expect(mgr.start(ctx)).To(gomega.Succeed())
+	mgr.Stop()
+	g.Expect(mgr.Start(ctx)).To(gomega.Succeed())
 
 	g.Eventually(func() bool { return gone(ctx, pods[0])() && gone(ctx, pods[1])() && gone(ctx, pods[2])() }, eventually, poll).Should(gomega.BeTrue())
 	g.Eventually(readyPods(ctx, ns, "web"), eventually, poll).Should(gomega.HaveLen(3))

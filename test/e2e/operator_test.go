@@ -137,10 +137,10 @@ func TestOperatorDownFailsClosedAndSparesTheControlPlane(t *testing.T) {
 	}
 	g.Expect(k8s.Create(ctx, pod(ns))).To(gomega.Succeed(), "operator up: admitted")
 
-	mgr.stop()
+	mgr.Stop()
 	t.Cleanup(func() {
-		if mgr.cmd.ProcessState != nil {
-			g.Expect(mgr.start(context.Background())).To(gomega.Succeed())
+		if !mgr.Running() {
+			g.Expect(mgr.Start(context.Background())).To(gomega.Succeed())
 		}
 	})
 
@@ -149,6 +149,6 @@ func TestOperatorDownFailsClosedAndSparesTheControlPlane(t *testing.T) {
 	g.Expect(k8s.Create(ctx, pod("kube-system"))).To(gomega.Succeed(), "the control plane must not depend on the operator")
 	g.Expect(k8s.Create(ctx, pod(fixityv1.OperatorNamespace))).To(gomega.Succeed(), "the operator must be able to restart itself")
 
-	g.Expect(mgr.start(ctx)).To(gomega.Succeed())
+	g.Expect(mgr.Start(ctx)).To(gomega.Succeed())
 	g.Eventually(func() error { return k8s.Create(ctx, pod(ns)) }, eventually, poll).Should(gomega.Succeed())
 }

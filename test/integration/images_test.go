@@ -54,6 +54,11 @@ func keyAuthorityPEM(name string, k *registry.Key) string {
 	return "- name: " + name + "\n  key:\n    publicKey: |\n" + indentBy(strings.TrimSpace(string(k.PublicPEM)), 6)
 }
 
+// verifiedBy is an images section requiring signatures by k (authority "release").
+func verifiedBy(k *registry.Key) string {
+	return "images:\n  verify:\n    authorities:\n" + indentBy(keyAuthorityPEM("release", k), 4)
+}
+
 // imagePolicy creates a policy with spec (besides its match) for a namespace of its own, waits
 // until the operator enforces it, and returns the namespace and the policy's name.
 func imagePolicy(t *testing.T, ctx context.Context, spec string) (ns, policyName string) {
@@ -290,7 +295,7 @@ func TestWorkloadsAreRejectedAtApply(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
 	release := newKey(t)
-	ns, pol := imagePolicy(t, ctx, "images:\n  verify:\n    authorities:\n"+indentBy(keyAuthorityPEM("release", release), 4))
+	ns, pol := imagePolicy(t, ctx, verifiedBy(release))
 	signed := pushImage(t, "shop/app", "signed", release)
 	unsigned := pushImage(t, "shop/app", "unsigned")
 
@@ -341,7 +346,7 @@ func TestRegistryDown(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
 	release := newKey(t)
-	ns, pol := imagePolicy(t, ctx, "images:\n  verify:\n    authorities:\n"+indentBy(keyAuthorityPEM("release", release), 4))
+	ns, pol := imagePolicy(t, ctx, verifiedBy(release))
 	known := pushImage(t, "shop/down", "known", release)
 	unknown := pushImage(t, "shop/down", "unknown", release)
 	g.Expect(k8s.Create(ctx, podWithImage(ns, "before", known.String()))).To(gomega.Succeed())
@@ -389,7 +394,7 @@ func TestManyPodsOneVerification(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
 	release := newKey(t)
-	ns, _ := imagePolicy(t, ctx, "images:\n  verify:\n    authorities:\n"+indentBy(keyAuthorityPEM("release", release), 4))
+	ns, _ := imagePolicy(t, ctx, verifiedBy(release))
 	d := pushImage(t, "shop/scale", "1.0", release)
 
 	reg.ResetCounters()

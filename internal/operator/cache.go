@@ -1,0 +1,74 @@
+package operator
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// CacheOptions keeps the manager's informer cache lean: it holds every pod of the cluster, so
+// each pod keeps only what the operator reads. Code that needs a whole pod (recreating a bare
+// pod) reads it from the API server.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Transform: TrimPod},
+		},
+	}
+}
+
+// lastApplied is kubectl's copy of the whole manifest, often the largest annotation.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// TrimPod drops from a cached pod what neither admission nor drift detection reads: managed
+// fields, kubectl's last-applied copy, the contents of projected volumes (service account
+// tokens; Pod Security judges their kind, not their sources), and the status beyond the phase,
+// the Ready condition and each container's name, image, image ID and state.
+func TrimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	pod.ManagedFields = nil
+	delete(pod.Annotations, lastApplied)
+	for i := range pod.Spec.Volumes {
+		if p := pod.Spec.Volumes[i].Projected; p != nil {
+			p.Sources = nil
+		}
+	}
+	var ready []corev1.PodCondition
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			ready = append(ready, corev1.PodCondition{Type: c.Type, Status: c.Status})
+		}
+	}
+	pod.Status = corev1.PodStatus{
+		Phase:                      pod.Status.Phase,
+		Conditions:                 ready,
+		InitContainerStatuses:      trimStatuses(pod.Status.InitContainerStatuses),
+		ContainerStatuses:          trimStatuses(pod.Status.ContainerStatuses),
+		EphemeralContainerStatuses: trimStatuses(pod.Status.EphemeralContainerStatuses),
+	}
+	return pod, nil
+}
+
+func trimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if in == nil {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(in))
+	for i, s := range in {
+		state := corev1.ContainerState{}
+		switch {
+		case s.State.Running != nil:
+			state.Running = &corev1.ContainerStateRunning{}
+		case s.State.Terminated != nil:
+			state.Terminated = &corev1.ContainerStateTerminated{ExitCode: s.State.Terminated.ExitCode}
+		case s.State.Waiting != nil:
+			state.Waiting = &corev1.ContainerStateWaiting{Reason: s.State.Waiting.Reason}
+		}
+		out[i] = corev1.ContainerStatus{Name: s.Name, Image: s.Image, ImageID: s.ImageID, Ready: s.Ready, State: state}
+	}
+	return out
+}

@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Manager runs the Fixity manager binary against a Cluster as `make demo` does: a separate
+// process serving the webhooks where the cluster's webhook configurations point, with leader
+// election, logging to a file.
+type Manager struct {
+	// Binary is the manager executable (go build -o ... ./cmd).
+	Binary string
+	// Log is the file its output is appended to.
+	Log string
+	// Env is added to the manager's environment (e.g. GOMEMLIMIT=128MiB).
+	Env []string
+
+	cluster *Cluster
+	probe   string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// NewManager returns a Manager for c; Start runs it.
+func NewManager(c *Cluster, binary, log string) *Manager {
+	return &Manager{Binary: binary, Log: log, cluster: c}
+}
+
+// Start runs the manager and waits until it reports ready.
+func (m *Manager) Start(ctx context.Context) error {
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	m.probe = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	logFile, err := os.OpenFile(m.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	m.cmd = exec.Command(m.Binary,
+		"--kubeconfig", m.cluster.KubeconfigPath,
+		"--leader-elect",
+		"--webhook-port", strconv.Itoa(m.cluster.Webhook.LocalServingPort),
+		"--webhook-cert-path", m.cluster.Webhook.LocalServingCertDir,
+		"--health-probe-bind-address", m.probe,
+		"--metrics-bind-address", "0",
+	)
+	m.cmd.Env = append(os.Environ(), m.Env...)
+	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
+	// Never outlive the process that started it.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := m.cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("starting %s: %w", m.Binary, err)
+	}
+	done := make(chan struct{})
+	m.done = done
+	cmd := m.cmd
+	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(done) }()
+
+	ready := "http://" + m.probe + "/readyz"
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		select {
+		case <-done:
+			return false, fmt.Errorf("manager exited; see %s", m.Log)
+		default:
+		}
+		resp, err := http.Get(ready)
+		if err != nil {
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w (log: %s)", ready, err, m.Log)
+	}
+	return nil
+}
+
+// Running reports whether the manager process is running.
+func (m *Manager) Running() bool {
+	if m.done == nil {
+		return false
+	}
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// PID is the manager's process ID while it runs.
+func (m *Manager) PID() int {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+// Stop sends SIGTERM, as a kubelet would, and waits for the manager to exit.
+func (m *Manager) Stop() {
+	if !m.Running() {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(15 * time.Second):
+		_ = m.cmd.Process.Kill()
+		<-m.done
+	}
+}
