@@ -59,6 +59,11 @@ verify: manifests generate fmt ## Fail when generated or formatted files are sta
 test: manifests generate fmt vet k8s-binaries ## Run unit, integration (envtest) and e2e (local cluster) tests.
 	go test ./... -count=1 -timeout 40m
 
+.PHONY: bench
+bench: k8s-binaries ## Print benchmark figures: admission latency (hack/bench/admission) and drift at 5,000 pods (hack/bench/drift).
+	go run ./hack/bench/admission
+	go run ./hack/bench/drift
+
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no API server.
 	go test $$(go list ./... | grep -v -e /test/ -e /controllers/ -e /webhooks/) -count=1

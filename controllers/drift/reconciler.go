@@ -50,6 +50,10 @@ const (
 // without listing its whole namespace.
 const ownerIndex = "fixity.dev/controller-uid"
 
+// savedPodAnnotation names the pod whose spec a recreate ConfigMap holds (the ConfigMap's own
+// name is shortened for long pod names).
+const savedPodAnnotation = fixityv1.Prefix + "pod"
+
 // RecreateLabel marks the ConfigMaps that hold the spec of a bare pod being recreated.
 const RecreateLabel = fixityv1.Prefix + "recreate"
 
@@ -67,6 +71,9 @@ type Reconciler struct {
 	// complete remembers, per policy, the generation under which every matched pod has been
 	// looked at, so the circuit breaker's counts can be trusted.
 	complete map[string]int64
+	// recreating holds the bare pods deleted for recreation and not yet back; a restart
+	// rebuilds it from the saved specs (recoverRecreations).
+	recreating map[types.NamespacedName]bool
 	// evicting remembers, per owner, the pod last evicted until the cache shows it going, so a
 	// sibling reconciled right after is not evicted on a stale view.
 	evicting map[types.UID]types.UID
@@ -86,6 +93,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		r.Tracker.Forget(req.NamespacedName)
+		r.mu.Lock()
+		pending := r.recreating[req.NamespacedName]
+		r.mu.Unlock()
+		if !pending {
+			return ctrl.Result{}, nil
+		}
 		return r.recreatePending(ctx, req.NamespacedName)
 	}
 	if !pod.DeletionTimestamp.IsZero() || policy.AlwaysExcluded(pod.Namespace) {
@@ -407,13 +420,14 @@ func (r *Reconciler) recreate(ctx context.Context, cached *corev1.Pod, by []*fix
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: pod.Namespace, Name: recreateName(pod.Name),
 			Labels:      map[string]string{RecreateLabel: "true"},
-			Annotations: map[string]string{fixityv1.Prefix + "policies": policyNames(by)},
+			Annotations: map[string]string{fixityv1.Prefix + "policies": policyNames(by), savedPodAnnotation: pod.Name},
 		},
 		Data: map[string]string{"pod.json": string(raw)},
 	}
 	if err := r.Create(ctx, saved); err != nil && !apierrors.IsAlreadyExists(err) {
 		return ctrl.Result{}, fmt.Errorf("saving pod %s/%s before replacing it: %w", pod.Namespace, pod.Name, err)
 	}
+	r.setRecreating(client.ObjectKeyFromObject(pod), true)
 	if err := r.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("deleting drifted bare pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
@@ -433,9 +447,13 @@ func policyNames(ps []*fixityv1.ImmutabilityPolicy) string {
 func (r *Reconciler) recreatePending(ctx context.Context, key types.NamespacedName) (ctrl.Result, error) {
 	saved := &corev1.ConfigMap{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: recreateName(key.Name)}, saved); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.setRecreating(key, false)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if saved.Labels[RecreateLabel] != "true" {
+		r.setRecreating(key, false)
 		return ctrl.Result{}, nil
 	}
 	pod := &corev1.Pod{}
@@ -463,7 +481,21 @@ func (r *Reconciler) recreatePending(ctx context.Context, key types.NamespacedNa
 	if err := r.Delete(ctx, saved); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("removing saved spec %s/%s: %w", saved.Namespace, saved.Name, err)
 	}
+	r.setRecreating(key, false)
 	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) setRecreating(key types.NamespacedName, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.recreating == nil {
+		r.recreating = map[types.NamespacedName]bool{}
+	}
+	if on {
+		r.recreating[key] = true
+	} else {
+		delete(r.recreating, key)
+	}
 }
 
 // replacedBare records a recreation; the policies are known by name only.
@@ -489,8 +521,12 @@ func (r *Reconciler) recoverRecreations(ctx context.Context) error {
 		return fmt.Errorf("listing saved pod specs: %w", err)
 	}
 	for i := range saved.Items {
-		name := strings.TrimPrefix(saved.Items[i].Name, "fixity-recreate-")
+		name := saved.Items[i].Annotations[savedPodAnnotation]
+		if name == "" {
+			continue
+		}
 		key := types.NamespacedName{Namespace: saved.Items[i].Namespace, Name: name}
+		r.setRecreating(key, true)
 		if err := r.Get(ctx, key, &corev1.Pod{}); apierrors.IsNotFound(err) {
 			if _, err := r.recreatePending(ctx, key); err != nil {
 				ctrl.LoggerFrom(ctx).Error(err, "Recreating a saved pod", "pod", key)

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -33,6 +35,9 @@ type Reconciler struct {
 	// DriftChanged names policies whose drift counts changed, so their status follows promptly.
 	DriftChanged <-chan event.GenericEvent
 }
+
+// driftCoalesce is how long drift count changes are gathered before the status is updated.
+const driftCoalesce = time.Second
 
 // resync bounds how stale the drift counts in status can get if a change notice was missed.
 const resync = 30 * time.Second
@@ -185,7 +190,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&fixityv1.ImmutabilityPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("immutabilitypolicy")
 	if r.DriftChanged != nil {
-		b = b.WatchesRawSource(source.Channel(r.DriftChanged, &handler.EnqueueRequestForObject{}))
+		// A rollout changes the counts with every pod; one status update per policy per
+		// coalesce interval is enough, and spares the API server a write per pod.
+		coalesce := handler.Funcs{GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			q.AddAfter(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}, driftCoalesce)
+		}}
+		b = b.WatchesRawSource(source.Channel(r.DriftChanged, coalesce))
 	}
 	return b.Complete(r)
 }

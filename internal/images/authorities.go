@@ -60,7 +60,10 @@ type Authorities struct {
 
 	once    sync.Once
 	objects *cache.LRUExpireCache
-	rekor   struct {
+	// compiled keeps compiled authorities per policy generation for referencedTTL: parsing
+	// keys and trust roots on every admission would cost more than the cached verdict saves.
+	compiled *cache.LRUExpireCache
+	rekor    struct {
 		sync.Mutex
 		keys *cosign.TrustedTransparencyLogPubKeys
 	}
@@ -73,6 +76,11 @@ func (a *Authorities) Compile(ctx context.Context, p *fixityv1.ImmutabilityPolic
 	if v == nil {
 		return nil, nil
 	}
+	a.once.Do(a.init)
+	key := scope(p)
+	if c, ok := a.compiled.Get(key); ok {
+		return c.([]Authority), nil
+	}
 	out := make([]Authority, 0, len(v.Authorities))
 	for i := range v.Authorities {
 		au, err := a.compile(ctx, &v.Authorities[i])
@@ -82,7 +90,13 @@ func (a *Authorities) Compile(ctx context.Context, p *fixityv1.ImmutabilityPolic
 		au.Name = p.Name + "/" + v.Authorities[i].Name
 		out = append(out, au)
 	}
+	a.compiled.Add(key, out, referencedTTL)
 	return out, nil
+}
+
+func (a *Authorities) init() {
+	a.objects = cache.NewLRUExpireCache(256)
+	a.compiled = cache.NewLRUExpireCache(256)
 }
 
 func (a *Authorities) compile(ctx context.Context, spec *fixityv1.Authority) (Authority, error) {
@@ -235,7 +249,7 @@ func (a *Authorities) rekorKeys(ctx context.Context) (*cosign.TrustedTransparenc
 
 // read returns the data of a Secret or ConfigMap (binaryData included), from a short-lived cache.
 func (a *Authorities) read(ctx context.Context, kind, namespace, name string) (map[string][]byte, error) {
-	a.once.Do(func() { a.objects = cache.NewLRUExpireCache(256) })
+	a.once.Do(a.init)
 	kind = kindOrDefault(kind)
 	key := kind + "/" + namespace + "/" + name
 	if v, ok := a.objects.Get(key); ok {

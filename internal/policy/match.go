@@ -88,7 +88,8 @@ func (m *Matcher) find(ctx context.Context, namespace string, match func(*fixity
 		return nil, nil
 	}
 	var list fixityv1.ImmutabilityPolicyList
-	if err := m.Reader.List(ctx, &list); err != nil {
+	// Policies are only read, never changed, on the admission path: no deep copy per request.
+	if err := m.Reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing ImmutabilityPolicies: %w", err)
 	}
 	if len(list.Items) == 0 {

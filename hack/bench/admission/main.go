@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/identity"
+	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/test/cluster"
+	"github.com/fixity-dev/fixity/test/registry"
+)
+
+var cpuProfile string
+
+// Paths of the no-op webhooks, served next to Fixity's.
+const (
+	noopMutate   = "/noop-mutate"
+	noopValidate = "/noop-validate"
+)
+
+func main() {
+	n := flag.Int("n", 200, "timed requests per scenario")
+	cold := flag.Int("cold", 50, "timed pod creations with a new signed image each")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the cached-verdict scenario to this file")
+	flag.Parse()
+	log.SetLogger(logr.Discard())
+	if err := run(*n, *cold); err != nil {
+		fmt.Fprintln(os.Stderr, "admission bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name string
+	ds   []time.Duration
+}
+
+func (r result) p(q float64) time.Duration {
+	s := slices.Clone(r.ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+func (r result) mean() time.Duration {
+	var sum time.Duration
+	for _, d := range r.ds {
+		sum += d
+	}
+	return sum / time.Duration(len(r.ds))
+}
+
+func run(n, cold int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	c, err := cluster.StartControlPlane(cluster.Options{
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
+		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+	})
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() { _ = c.Stop() }()
+	reg, err := registry.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = reg.Close() }()
+	k8s, err := client.New(c.Config, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	if err := startOperator(ctx, c); err != nil {
+		return err
+	}
+
+	key, err := registry.GenerateKey()
+	if err != nil {
+		return err
+	}
+	signed, err := pushSigned(ctx, reg, key, "bench/app")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("signing %d images for the cold scenario...\n", cold+5)
+	var fresh []string
+	for range cold + 5 {
+		d, err := pushSigned(ctx, reg, key, "bench/cold")
+		if err != nil {
+			return err
+		}
+		fresh = append(fresh, d)
+	}
+
+	const ns = "bench"
+	if err := c.CreateNamespace(ctx, ns); err != nil {
+		return err
+	}
+	policy := &fixityv1.ImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec: fixityv1.ImmutabilityPolicySpec{
+			Match: fixityv1.PolicyMatch{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}},
+			Images: fixityv1.ImageRules{
+				Digest: fixityv1.DigestRequire,
+				Verify: &fixityv1.VerifyRules{Threshold: 1, Authorities: []fixityv1.Authority{{Name: "release", Key: &fixityv1.KeyAuthority{PublicKey: string(key.PublicPEM)}}}},
+			},
+		},
+	}
+
+	mutating, validating, err := fixityWebhooks(ctx, k8s)
+	if err != nil {
+		return err
+	}
+	creates := func(name string, images func(i int) string, count int) (result, error) {
+		r := result{name: name}
+		for i := range count + 5 {
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "bench-"},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: images(i)}}},
+			}
+			t0 := time.Now()
+			if err := k8s.Create(ctx, pod); err != nil {
+				return r, fmt.Errorf("%s: creating a pod: %w", name, err)
+			}
+			if i >= 5 { // the first five warm connections and caches up
+				r.ds = append(r.ds, time.Since(t0))
+			}
+		}
+		return r, k8s.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns))
+	}
+	same := func(int) string { return signed }
+	var results []result
+
+	// No webhook at all.
+	if err := setWebhooks(ctx, k8s, nil, nil); err != nil {
+		return err
+	}
+	r, err := creates("pod create, no webhook", same, n)
+	if err != nil {
+		return err
+	}
+	results = append(results, r)
+
+	// A mutating and a validating webhook that allow everything, on the same server.
+	if err := setWebhooks(ctx, k8s, retarget(mutating, noopMutate), retarget(validating, noopValidate)); err != nil {
+		return err
+	}
+	if r, err = creates("pod create, no-op webhooks", same, n); err != nil {
+		return err
+	}
+	results = append(results, r)
+
+	// Fixity, enforcing digest and signature rules.
+	if err := setWebhooks(ctx, k8s, mutating, validating); err != nil {
+		return err
+	}
+	if err := k8s.Create(ctx, policy); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, k8s, policy.Name); err != nil {
+		return err
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	r, err = creates("pod create, Fixity, cached verdict", same, n)
+	pprof.StopCPUProfile()
+	if err != nil {
+		return err
+	}
+	results = append(results, r)
+	if r, err = creates("pod create, Fixity, cold verdict", func(i int) string { return fresh[i] }, cold); err != nil {
+		return err
+	}
+	results = append(results, r)
+
+	// kubectl exec into a pod of the namespace: denied at admission (runtime.exec: Deny).
+	target := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "target"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: signed}}},
+	}
+	if err := k8s.Create(ctx, target); err != nil {
+		return err
+	}
+	exec := result{name: "exec, Fixity, denied"}
+	for i := range n + 5 {
+		t0 := time.Now()
+		err := cs.CoreV1().RESTClient().Post().Namespace(ns).Resource("pods").Name(target.Name).SubResource("exec").
+			Param("command", "true").Param("stdout", "true").Do(ctx).Error()
+		d := time.Since(t0)
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "podaccess.fixity.dev") {
+			return fmt.Errorf("exec was not denied by Fixity: %w", err)
+		}
+		if i >= 5 {
+			exec.ds = append(exec.ds, d)
+		}
+	}
+	results = append(results, exec)
+
+	fmt.Println()
+	fmt.Printf("%-38s %6s %10s %10s %10s\n", "scenario", "n", "p50", "p99", "mean")
+	for _, r := range results {
+		fmt.Printf("%-38s %6d %10s %10s %10s\n", r.name, len(r.ds), ms(r.p(0.5)), ms(r.p(0.99)), ms(r.mean()))
+	}
+	noop, cached, coldR := results[1], results[2], results[3]
+	fmt.Printf("\ncached p50 / no-op p50 = %.2f (target <= 1.2); cold p50 = %s (target < 50ms)\n",
+		float64(cached.p(0.5))/float64(noop.p(0.5)), ms(coldR.p(0.5)))
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
+
+func pushSigned(ctx context.Context, reg *registry.Registry, key *registry.Key, repo string) (string, error) {
+	d, err := reg.PushRandomImage(ctx, repo, "v1")
+	if err != nil {
+		return "", err
+	}
+	if err := reg.Sign(ctx, d, key); err != nil {
+		return "", err
+	}
+	return d.String(), nil
+}
+
+// startOperator runs the manager in-process, serving its webhooks (and the no-op pair) where
+// envtest registered them.
+func startOperator(ctx context.Context, c *cluster.Cluster) error {
+	self, err := identity.Self(ctx, c.Config)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
+		Scheme:                 operator.NewScheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  operator.CacheOptions(),
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: c.Webhook.LocalServingHost, Port: c.Webhook.LocalServingPort, CertDir: c.Webhook.LocalServingCertDir,
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	if err := operator.Setup(mgr, operator.Options{Self: self}); err != nil {
+		return err
+	}
+	allow := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
+	mgr.GetWebhookServer().Register(noopMutate, &webhook.Admission{Handler: allow})
+	mgr.GetWebhookServer().Register(noopValidate, &webhook.Admission{Handler: allow})
+	go func() { _ = mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("the operator's cache did not sync")
+	}
+	return nil
+}
+
+// fixityWebhooks returns Fixity's pod webhooks as installed, to switch them off and on.
+func fixityWebhooks(ctx context.Context, k8s client.Client) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	var ms admissionregistrationv1.MutatingWebhookConfigurationList
+	var vs admissionregistrationv1.ValidatingWebhookConfigurationList
+	if err := k8s.List(ctx, &ms); err != nil {
+		return nil, nil, err
+	}
+	if err := k8s.List(ctx, &vs); err != nil {
+		return nil, nil, err
+	}
+	if len(ms.Items) != 1 || len(vs.Items) != 1 {
+		return nil, nil, fmt.Errorf("want one mutating and one validating configuration, got %d and %d", len(ms.Items), len(vs.Items))
+	}
+	return &ms.Items[0], &vs.Items[0], nil
+}
+
+// retarget keeps only the pod webhooks of a configuration and points them at path.
+func retarget[T *admissionregistrationv1.MutatingWebhookConfiguration | *admissionregistrationv1.ValidatingWebhookConfiguration](cfg T, path string) T {
+	switch c := any(cfg).(type) {
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		out := c.DeepCopy()
+		out.Webhooks = slices.DeleteFunc(out.Webhooks, func(w admissionregistrationv1.MutatingWebhook) bool { return w.Name != "mpods.fixity.dev" })
+		for i := range out.Webhooks {
+			out.Webhooks[i].ClientConfig.URL = withPath(out.Webhooks[i].ClientConfig.URL, path)
+		}
+		return any(out).(T)
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		out := c.DeepCopy()
+		out.Webhooks = slices.DeleteFunc(out.Webhooks, func(w admissionregistrationv1.ValidatingWebhook) bool { return w.Name != "pods.fixity.dev" })
+		for i := range out.Webhooks {
+			out.Webhooks[i].ClientConfig.URL = withPath(out.Webhooks[i].ClientConfig.URL, path)
+		}
+		return any(out).(T)
+	}
+	return cfg
+}
+
+func withPath(raw *string, path string) *string {
+	u, err := url.Parse(*raw)
+	if err != nil {
+		return raw
+	}
+	u.Path = path
+	s := u.String()
+	return &s
+}
+
+// setWebhooks replaces the installed configurations with m and v (nil: none), and waits until
+// the API server uses them: a pod create is answered by the new set.
+func setWebhooks(ctx context.Context, k8s client.Client, m *admissionregistrationv1.MutatingWebhookConfiguration, v *admissionregistrationv1.ValidatingWebhookConfiguration) error {
+	if err := k8s.DeleteAllOf(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{}); err != nil {
+		return err
+	}
+	if err := k8s.DeleteAllOf(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{}); err != nil {
+		return err
+	}
+	if m != nil {
+		m = m.DeepCopy()
+		m.ResourceVersion, m.UID = "", ""
+		if err := k8s.Create(ctx, m); err != nil {
+			return err
+		}
+	}
+	if v != nil {
+		v = v.DeepCopy()
+		v.ResourceVersion, v.UID = "", ""
+		if err := k8s.Create(ctx, v); err != nil {
+			return err
+		}
+	}
+	// The API server reloads webhook configurations from its informer: wait until it lists
+	// what was just written.
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var ms admissionregistrationv1.MutatingWebhookConfigurationList
+		if err := k8s.List(ctx, &ms); err != nil {
+			return false, err
+		}
+		return (m == nil) == (len(ms.Items) == 0), nil
+	})
+}
+
+func waitReady(ctx context.Context, k8s client.Client, name string) error {
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		p := &fixityv1.ImmutabilityPolicy{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, p); err != nil {
+			return false, err
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == fixityv1.ReadyCondition && c.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
