@@ -19,10 +19,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -113,7 +115,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 
-	state := drift.PodState{Findings: map[string][]drift.Finding{}}
+	state := drift.PodState{Findings: map[string][]drift.Finding{}, Generations: map[string]int64{}}
 	var undecided error
 	for i := range policies {
 		fs, err := r.Detector.Detect(ctx, pod, &policies[i])
@@ -123,6 +125,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		undecided = errors.Join(undecided, err)
 		state.Findings[policies[i].Name] = fs
+		state.Generations[policies[i].Name] = policies[i].Generation
 	}
 	if r.Tracker.Set(req.NamespacedName, state) && state.Drifted() {
 		r.report(ctx, pod, policies, state)
@@ -239,7 +242,7 @@ func (r *Reconciler) breakerAllows(ctx context.Context, p *fixityv1.Immutability
 			return false, 0, err
 		}
 		for _, key := range matched {
-			if s, seen := r.Tracker.Get(key); !seen || !hasKey(s.Findings, p.Name) {
+			if s, seen := r.Tracker.Get(key); !seen || !s.EvaluatedUnder(p.Name, p.Generation) {
 				return false, waitSibling, nil
 			}
 		}
@@ -259,11 +262,6 @@ func (r *Reconciler) breakerAllows(ctx context.Context, p *fixityv1.Immutability
 	}
 	breakerOpen.WithLabelValues(p.Name).Set(0)
 	return true, 0, nil
-}
-
-func hasKey(m map[string][]drift.Finding, k string) bool {
-	_, ok := m[k]
-	return ok
 }
 
 // matchedPods lists the live pods p matches, from the cache.
@@ -557,16 +555,37 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.Pod{}).
-		Watches(&fixityv1.ImmutabilityPolicy{}, handler.EnqueueRequestsFromMapFunc(r.podsOfPolicy),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&fixityv1.ImmutabilityPolicy{}, handler.Funcs{
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+				r.recheck(ctx, e.Object, q)
+			},
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+				r.recheck(ctx, e.ObjectNew, q)
+			},
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+				r.recheck(ctx, e.Object, q)
+			},
+		}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&fixityv1.AccessGrant{}, handler.EnqueueRequestsFromMapFunc(r.podsOfGrant)).
 		Named("drift").
 		Complete(r)
 }
 
-// podsOfPolicy re-checks every pod a policy matches when its spec changes (Unverified: an
-// authority removed, a key replaced). Verdicts are cached per digest and policy generation, so
-// the registry sees one verification per distinct image, not one per pod.
+// recheckPerSecond spreads the re-check of a policy's pods after a change over time, so that a
+// policy edit does not turn into a burst of registry calls and status writes.
+const recheckPerSecond = 100
+
+// recheck queues every pod of a policy that was created, changed or deleted, at most
+// recheckPerSecond a second (Unverified: an authority removed, a key replaced). Verdicts are
+// cached per digest and policy generation, so the registry sees one verification per distinct
+// image, not one per pod.
+func (r *Reconciler) recheck(ctx context.Context, obj client.Object, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+	for i, req := range r.podsOfPolicy(ctx, obj) {
+		q.AddAfter(req, time.Duration(i/recheckPerSecond)*time.Second)
+	}
+}
+
+// podsOfPolicy lists the pods a policy matches and those it found drifted.
 func (r *Reconciler) podsOfPolicy(ctx context.Context, obj client.Object) []ctrl.Request {
 	p, ok := obj.(*fixityv1.ImmutabilityPolicy)
 	if !ok {

@@ -12,6 +12,14 @@ type PodState struct {
 	// Findings per name of a policy that matches the pod; a matching policy under which the pod
 	// is clean has an empty entry.
 	Findings map[string][]Finding
+	// Generations holds, per policy name, the policy generation the findings are for.
+	Generations map[string]int64
+}
+
+// EvaluatedUnder reports whether the state holds findings of generation gen of policy.
+func (s PodState) EvaluatedUnder(policy string, gen int64) bool {
+	g, ok := s.Generations[policy]
+	return ok && g == gen
 }
 
 // Drifted reports whether the pod is drifted under any policy.
@@ -119,8 +127,13 @@ func (t *Tracker) notify(old, updated PodState) {
 }
 
 func equalState(a, b PodState) bool {
-	if len(a.Findings) != len(b.Findings) {
+	if len(a.Findings) != len(b.Findings) || len(a.Generations) != len(b.Generations) {
 		return false
+	}
+	for p, g := range a.Generations {
+		if b.Generations[p] != g {
+			return false
+		}
 	}
 	for p, fa := range a.Findings {
 		fb, ok := b.Findings[p]

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/test/registry"
 )
 
 // pushed pushes a fresh image to the loopback registry and returns it by digest.
@@ -349,4 +350,37 @@ func TestNoFalseDrift(t *testing.T) {
 	for _, p := range pods {
 		g.Expect(events(ctx, ns, p.Name)(g)).NotTo(gomega.ContainElement(gomega.HavePrefix("DriftDetected")))
 	}
+}
+
+// Replacing the key a policy trusts re-checks its running pods: signed with the old key, they
+// no longer verify (Unverified). All of them drifting at once is what the circuit breaker is
+// for: a key rotation gone wrong is reported, not turned into an outage.
+func TestKeyReplacedRechecksRunningPods(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	oldKey, err := registry.GenerateKey()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	newKey, err := registry.GenerateKey()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	authority := func(k *registry.Key) *fixityv1.VerifyRules {
+		return &fixityv1.VerifyRules{Threshold: 1, Authorities: []fixityv1.Authority{{Name: "release", Key: &fixityv1.KeyAuthority{PublicKey: string(k.PublicPEM)}}}}
+	}
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Images.Verify = authority(oldKey) })
+	d, err := reg.PushRandomImage(ctx, "shop/signed", "v1")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(reg.Sign(ctx, d, oldKey)).To(gomega.Succeed())
+	pods := rollOut(t, ctx, ns, "web", 2, d.String())
+
+	p := policyOf(ctx, ns)(g)
+	before := p.DeepCopy()
+	p.Spec.Images.Verify = authority(newKey)
+	g.Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(gomega.Succeed())
+
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.DriftedPods", int32(2)),
+		remediationAllowed(metav1.ConditionFalse, fixityv1.TooManyDriftedReason),
+	))
+	g.Expect(events(ctx, ns, pods[0].Name)(g)).To(gomega.ContainElement(gomega.And(
+		gomega.ContainSubstring("Unverified"), gomega.ContainSubstring("is not signed by enough trusted authorities"))))
+	g.Consistently(func() bool { return gone(ctx, pods[0])() || gone(ctx, pods[1])() }, 3*time.Second, poll).Should(gomega.BeFalse())
 }
