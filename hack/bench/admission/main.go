@@ -33,7 +33,10 @@ import (
 	"github.com/fixity-dev/fixity/test/registry"
 )
 
-var cpuProfile string
+var (
+	cpuProfile string
+	rounds     int
+)
 
 // Paths of the no-op webhooks, served next to Fixity's.
 const (
@@ -44,6 +47,7 @@ const (
 func main() {
 	n := flag.Int("n", 200, "timed requests per scenario")
 	cold := flag.Int("cold", 50, "timed pod creations with a new signed image each")
+	flag.IntVar(&rounds, "rounds", 5, "rounds the pod-create scenarios are interleaved in")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the cached-verdict scenario to this file")
 	flag.Parse()
 	log.SetLogger(logr.Discard())
@@ -159,31 +163,7 @@ func run(n, cold int) error {
 		return r, k8s.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns))
 	}
 	same := func(int) string { return signed }
-	var results []result
-
-	// No webhook at all.
-	if err := setWebhooks(ctx, k8s, nil, nil); err != nil {
-		return err
-	}
-	r, err := creates("pod create, no webhook", same, n)
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
-
-	// A mutating and a validating webhook that allow everything, on the same server.
-	if err := setWebhooks(ctx, k8s, retarget(mutating, noopMutate), retarget(validating, noopValidate)); err != nil {
-		return err
-	}
-	if r, err = creates("pod create, no-op webhooks", same, n); err != nil {
-		return err
-	}
-	results = append(results, r)
-
-	// Fixity, enforcing digest and signature rules.
-	if err := setWebhooks(ctx, k8s, mutating, validating); err != nil {
-		return err
-	}
+	// The policy is there from the start: without Fixity's webhooks nothing reads it.
 	if err := k8s.Create(ctx, policy); err != nil {
 		return err
 	}
@@ -199,14 +179,35 @@ func run(n, cold int) error {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
+		defer pprof.StopCPUProfile()
 	}
-	r, err = creates("pod create, Fixity, cached verdict", same, n)
-	pprof.StopCPUProfile()
+
+	// The three pod-create scenarios are interleaved in rounds, so that a slow phase of the
+	// machine (GC, compaction, another process) does not land on one scenario only.
+	results := []result{{name: "pod create, no webhook"}, {name: "pod create, no-op webhooks"}, {name: "pod create, Fixity, cached verdict"}}
+	configs := []struct {
+		m *admissionregistrationv1.MutatingWebhookConfiguration
+		v *admissionregistrationv1.ValidatingWebhookConfiguration
+	}{
+		{nil, nil},
+		{retarget(mutating, noopMutate), retarget(validating, noopValidate)},
+		{mutating, validating},
+	}
+	for round := range rounds {
+		for i, cfg := range configs {
+			if err := setWebhooks(ctx, k8s, cfg.m, cfg.v); err != nil {
+				return err
+			}
+			r, err := creates(results[i].name, same, n/rounds)
+			if err != nil {
+				return fmt.Errorf("round %d: %w", round, err)
+			}
+			results[i].ds = append(results[i].ds, r.ds...)
+		}
+	}
+	// Fixity's configuration is the last one set.
+	r, err := creates("pod create, Fixity, cold verdict", func(i int) string { return fresh[i] }, cold)
 	if err != nil {
-		return err
-	}
-	results = append(results, r)
-	if r, err = creates("pod create, Fixity, cold verdict", func(i int) string { return fresh[i] }, cold); err != nil {
 		return err
 	}
 	results = append(results, r)
