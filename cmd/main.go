@@ -2,6 +2,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -21,6 +23,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/identity"
 	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/internal/webhookcerts"
 )
 
 // options are the manager's command-line flags.
@@ -30,6 +33,7 @@ type options struct {
 	secureMetrics, enableHTTP2, enableLeaderElection bool
 	webhookPort                                      int
 	webhookCertPath, webhookCertName, webhookCertKey string
+	webhookCertSecret, webhookService                string
 	metricsCertPath, metricsCertName, metricsCertKey string
 }
 
@@ -45,6 +49,11 @@ func main() {
 	flag.StringVar(&o.webhookCertPath, "webhook-cert-path", "", "The directory that contains the webhook certificate.")
 	flag.StringVar(&o.webhookCertName, "webhook-cert-name", "tls.crt", "The name of the webhook certificate file.")
 	flag.StringVar(&o.webhookCertKey, "webhook-cert-key", "tls.key", "The name of the webhook key file.")
+	flag.StringVar(&o.webhookCertSecret, "webhook-cert-secret", "", "Provision the webhook certificate in-cluster: keep a CA "+
+		"and a certificate in this Secret of the operator's namespace, inject the CA into Fixity's webhook configurations, "+
+		"and serve the certificate once it is mounted at --webhook-cert-path. Empty: the certificate is provided.")
+	flag.StringVar(&o.webhookService, "webhook-service", "fixity-webhook-service", "The Service the API server calls the "+
+		"webhooks through, in the operator's namespace (the certificate's name with --webhook-cert-secret).")
 	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "The directory that contains the metrics server certificate.")
 	flag.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "The name of the metrics server certificate file.")
 	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "The name of the metrics server key file.")
@@ -83,15 +92,25 @@ func run(ctx context.Context, o options) error {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
 
-	webhookTLS := tlsOpts
+	webhookOpts := webhook.Options{Port: o.webhookPort, TLSOpts: tlsOpts}
 	var watchers []*certwatcher.CertWatcher
-	if o.webhookCertPath != "" {
+	var certsReady chan struct{}
+	if o.webhookCertSecret != "" {
+		// The certificate does not exist yet: the server loads it from CertDir once the rotator
+		// reports it mounted.
+		certsReady = make(chan struct{})
+		webhookOpts.CertDir, webhookOpts.CertName, webhookOpts.KeyName = o.webhookCertPath, o.webhookCertName, o.webhookCertKey
+	} else if o.webhookCertPath != "" {
 		w, err := certwatcher.New(filepath.Join(o.webhookCertPath, o.webhookCertName), filepath.Join(o.webhookCertPath, o.webhookCertKey))
 		if err != nil {
 			return fmt.Errorf("loading webhook certificate from %s: %w", o.webhookCertPath, err)
 		}
 		watchers = append(watchers, w)
-		webhookTLS = append(webhookTLS, func(c *tls.Config) { c.GetCertificate = w.GetCertificate })
+		webhookOpts.TLSOpts = append(webhookOpts.TLSOpts, func(c *tls.Config) { c.GetCertificate = w.GetCertificate })
+	}
+	webhookServer := webhook.NewServer(webhookOpts)
+	if certsReady != nil {
+		webhookServer = webhookcerts.Gate(webhookServer, certsReady)
 	}
 
 	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics, TLSOpts: tlsOpts}
@@ -112,11 +131,11 @@ func run(ctx context.Context, o options) error {
 		Metrics: metricsOpts,
 		// The operator watches every pod: keep only what it reads.
 		Cache:                   operator.CacheOptions(),
-		WebhookServer:           webhook.NewServer(webhook.Options{Port: o.webhookPort, TLSOpts: webhookTLS}),
+		WebhookServer:           webhookServer,
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.enableLeaderElection,
 		LeaderElectionID:        "manager.fixity.dev",
-		LeaderElectionNamespace: leaderElectionNamespace(),
+		LeaderElectionNamespace: operatorNamespace(),
 		// Release the lease on shutdown so that a rolling update hands over at once.
 		LeaderElectionReleaseOnCancel: true,
 	})
@@ -126,6 +145,19 @@ func run(ctx context.Context, o options) error {
 	for _, w := range watchers {
 		if err := mgr.Add(w); err != nil {
 			return fmt.Errorf("adding certificate watcher: %w", err)
+		}
+	}
+
+	if certsReady != nil {
+		err := webhookcerts.Add(mgr, webhookcerts.Options{
+			Secret:  types.NamespacedName{Namespace: operatorNamespace(), Name: o.webhookCertSecret},
+			Service: o.webhookService,
+			// controller-runtime's default directory when --webhook-cert-path is empty.
+			CertDir:  cmp.Or(o.webhookCertPath, filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")),
+			CertName: o.webhookCertName, KeyName: o.webhookCertKey,
+		}, certsReady)
+		if err != nil {
+			return err
 		}
 	}
 
@@ -149,9 +181,9 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// leaderElectionNamespace is the pod's namespace in a cluster, and fixity-system when the
-// manager runs outside one (the demo), where controller-runtime could not detect it.
-func leaderElectionNamespace() string {
+// operatorNamespace is the pod's namespace in a cluster, and fixity-system when the manager runs
+// outside one (the demo), where controller-runtime could not detect it.
+func operatorNamespace() string {
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		return ns
 	}

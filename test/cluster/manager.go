@@ -24,6 +24,9 @@ type Manager struct {
 	Log string
 	// Env is added to the manager's environment (e.g. GOMEMLIMIT=128MiB).
 	Env []string
+	// Args come after the default flags, so they override them (the last value wins), except
+	// --health-probe-bind-address: the Manager polls the address it picked.
+	Args []string
 
 	cluster *Cluster
 	probe   string
@@ -38,6 +41,14 @@ func NewManager(c *Cluster, binary, log string) *Manager {
 
 // Start runs the manager and waits until it reports ready.
 func (m *Manager) Start(ctx context.Context) error {
+	if err := m.Launch(); err != nil {
+		return err
+	}
+	return m.WaitReady(ctx)
+}
+
+// Launch runs the manager without waiting for it to be ready.
+func (m *Manager) Launch() error {
 	port, err := FreePort()
 	if err != nil {
 		return err
@@ -52,9 +63,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		"--leader-elect",
 		"--webhook-port", strconv.Itoa(m.cluster.Webhook.LocalServingPort),
 		"--webhook-cert-path", m.cluster.Webhook.LocalServingCertDir,
-		"--health-probe-bind-address", m.probe,
 		"--metrics-bind-address", "0",
 	)
+	m.cmd.Args = append(m.cmd.Args, m.Args...)
+	m.cmd.Args = append(m.cmd.Args, "--health-probe-bind-address", m.probe)
 	m.cmd.Env = append(os.Environ(), m.Env...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	// Never outlive the process that started it.
@@ -67,23 +79,32 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.done = done
 	cmd := m.cmd
 	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(done) }()
+	return nil
+}
 
-	ready := "http://" + m.probe + "/readyz"
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+// Ready reports whether the manager's readiness probe answers 200 OK now.
+func (m *Manager) Ready() bool {
+	resp, err := http.Get("http://" + m.probe + "/readyz")
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// WaitReady waits until the launched manager reports ready, for at most a minute.
+func (m *Manager) WaitReady(ctx context.Context) error {
+	done := m.done
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		select {
 		case <-done:
 			return false, fmt.Errorf("manager exited; see %s", m.Log)
 		default:
 		}
-		resp, err := http.Get(ready)
-		if err != nil {
-			return false, nil
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
+		return m.Ready(), nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for %s: %w (log: %s)", ready, err, m.Log)
+		return fmt.Errorf("waiting for the manager to be ready: %w (log: %s)", err, m.Log)
 	}
 	return nil
 }

@@ -1,0 +1,237 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/internal/webhookcerts"
+	"github.com/fixity-dev/fixity/test/cluster"
+)
+
+const (
+	eventually = 2 * time.Minute
+	poll       = 200 * time.Millisecond
+
+	namespace      = "fixity-system"
+	serviceAccount = "fixity-controller-manager"
+	certSecret     = "fixity-webhook-server-cert"
+	// The name the API server connects to: <webhook Service>.<namespace>.svc.
+	serverName = "fixity-webhook-service.fixity-system.svc"
+)
+
+// TestInstallProvisionsItsOwnWebhookCertificate applies config/default, runs the manager as its
+// ServiceAccount with the Deployment's arguments, and checks what the API server needs to call
+// the webhooks: a certificate for the Service, signed by the CA in every webhook's caBundle,
+// served only once the kubelet has mounted it; and that a restart keeps the CA.
+func TestInstallProvisionsItsOwnWebhookCertificate(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := t.Context()
+	root, err := cluster.RepoRoot()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	c, err := cluster.StartControlPlane(cluster.Options{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	t.Cleanup(func() { _ = c.Stop() })
+	k8s, err := client.New(c.Config, client.Options{Scheme: operator.NewScheme()})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+
+	// The install, as a platform team applies it.
+	work := t.TempDir()
+	rendered := filepath.Join(work, "fixity.yaml")
+	out, err := c.Kubectl("kustomize", filepath.Join(root, "config", "default")).Output()
+	g.Expect(err).NotTo(gomega.HaveOccurred(), "kubectl kustomize config/default")
+	g.Expect(os.WriteFile(rendered, out, 0o600)).To(gomega.Succeed())
+	out, err = c.Kubectl("apply", "--server-side", "-f", rendered).CombinedOutput()
+	g.Expect(err).NotTo(gomega.HaveOccurred(), string(out))
+
+	// The manager runs with the Deployment's arguments (local addresses and paths aside) and
+	// only the rights the install grants its ServiceAccount.
+	var deploy appsv1.Deployment
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "fixity-controller-manager"}, &deploy)).To(gomega.Succeed())
+	args := deploy.Spec.Template.Spec.Containers[0].Args
+	g.Expect(args).To(gomega.ContainElement("--webhook-cert-secret=" + certSecret))
+	certDir := filepath.Join(work, "serving-certs")
+	g.Expect(os.Mkdir(certDir, 0o700)).To(gomega.Succeed())
+	port, err := cluster.FreePort()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	bin := buildManager(t, root, work)
+	mgr := cluster.NewManager(c, bin, filepath.Join(work, "manager.log"))
+	mgr.Env = []string{"POD_NAMESPACE=" + namespace}
+	mgr.Args = slices.Concat(args, []string{
+		"--kubeconfig", asServiceAccount(t, c, work),
+		"--webhook-port", strconv.Itoa(port),
+		"--webhook-cert-path", certDir,
+		"--metrics-bind-address", "0",
+	})
+	g.Expect(mgr.Launch()).To(gomega.Succeed())
+	t.Cleanup(mgr.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(mgr.Log)
+			t.Logf("manager log:\n%s", log)
+		}
+	})
+
+	// The CA and the certificate land in the shipped Secret, the CA in every webhook.
+	secret := &corev1.Secret{}
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certSecret}, secret)).To(gomega.Succeed())
+		g.Expect(secret.Data).To(gomega.HaveKey("ca.crt"))
+		g.Expect(secret.Data).To(gomega.HaveKey("tls.crt"))
+		g.Expect(secret.Data).To(gomega.HaveKey("tls.key"))
+		g.Expect(caBundles(ctx, g, k8s)).To(gomega.HaveEach(gomega.Equal(secret.Data["ca.crt"])))
+	}, eventually, poll).Should(gomega.Succeed())
+	ca := secret.Data["ca.crt"]
+
+	// Until the kubelet mounts the Secret there is nothing to serve: not ready, so no traffic.
+	g.Expect(mgr.Running()).To(gomega.BeTrue())
+	g.Expect(mgr.Ready()).To(gomega.BeFalse(), "ready before the certificate was mounted")
+
+	// What the kubelet does with the volume.
+	for _, f := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		g.Expect(os.WriteFile(filepath.Join(certDir, f), secret.Data[f], 0o600)).To(gomega.Succeed())
+	}
+	g.Expect(mgr.WaitReady(ctx)).To(gomega.Succeed())
+	review := admit(t, port, ca)
+	g.Expect(review.Response.UID).To(gomega.Equal(types.UID("install-test")))
+	g.Expect(review.Response.Allowed).To(gomega.BeTrue(), "a pod no policy selects is allowed")
+
+	// With its own RBAC, the operator's controllers work too: a policy becomes Ready.
+	p := &fixityv1.ImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "install"},
+		Spec: fixityv1.ImmutabilityPolicySpec{Match: fixityv1.PolicyMatch{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"fixity.dev/enforce": "true"}},
+		}},
+	}
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(gomega.Succeed())
+		g.Expect(p.Status.ObservedGeneration).To(gomega.Equal(p.Generation))
+		g.Expect(p.Status.Conditions).To(gomega.ContainElement(gomega.And(
+			gomega.HaveField("Type", fixityv1.ReadyCondition), gomega.HaveField("Status", metav1.ConditionTrue))))
+	}, eventually, poll).Should(gomega.Succeed())
+
+	// A restart (or a second replica) keeps the CA the API server already trusts.
+	mgr.Stop()
+	g.Expect(mgr.Start(ctx)).To(gomega.Succeed())
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certSecret}, secret)).To(gomega.Succeed())
+	g.Expect(secret.Data["ca.crt"]).To(gomega.Equal(ca))
+	g.Expect(admit(t, port, ca).Response.Allowed).To(gomega.BeTrue())
+}
+
+func buildManager(t *testing.T, root, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the manager: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// asServiceAccount writes a kubeconfig that impersonates the operator's ServiceAccount, so the
+// manager has exactly the rights config/rbac grants it.
+func asServiceAccount(t *testing.T, c *cluster.Cluster, dir string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(c.KubeconfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range cfg.AuthInfos {
+		u.Impersonate = "system:serviceaccount:" + namespace + ":" + serviceAccount
+		u.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace}
+	}
+	path := filepath.Join(dir, "operator.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// caBundles returns the caBundle of every webhook in Fixity's two configurations.
+func caBundles(ctx context.Context, g gomega.Gomega, k8s client.Client) [][]byte {
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Name: webhookcerts.MutatingConfiguration}, &m)).To(gomega.Succeed())
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Name: webhookcerts.ValidatingConfiguration}, &v)).To(gomega.Succeed())
+	var out [][]byte
+	for _, w := range m.Webhooks {
+		out = append(out, w.ClientConfig.CABundle)
+	}
+	for _, w := range v.Webhooks {
+		out = append(out, w.ClientConfig.CABundle)
+	}
+	g.Expect(out).To(gomega.HaveLen(len(m.Webhooks) + len(v.Webhooks)))
+	g.Expect(len(m.Webhooks) + len(v.Webhooks)).To(gomega.BeNumerically(">", 0))
+	return out
+}
+
+// admit sends a pod-create review to the validating pod webhook as the API server would: over
+// TLS to the Service's name, trusting only the caBundle.
+func admit(t *testing.T, port int, ca []byte) *admissionv1.AdmissionReview {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		t.Fatal("the caBundle holds no certificate")
+	}
+	pod, _ := json.Marshal(&corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0"}}},
+	})
+	body, _ := json.Marshal(&admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: "install-test", Operation: admissionv1.Create, Namespace: "default", Name: "web",
+			Kind:     metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Object:   runtime.RawExtension{Raw: pod},
+		},
+	})
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12},
+	}}
+	url := fmt.Sprintf("https://%s/validate-v1-pod", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("calling the webhook as %s: %v", serverName, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook answered %s: %s", resp.Status, strings.TrimSpace(string(data)))
+	}
+	out := &admissionv1.AdmissionReview{}
+	if err := json.Unmarshal(data, out); err != nil || out.Response == nil {
+		t.Fatalf("webhook answer is not an AdmissionReview (%v): %s", err, data)
+	}
+	return out
+}
