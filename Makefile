@@ -9,12 +9,18 @@ MARKER_PATHS = ./api/...;./cmd/...;./controllers/...;./webhooks/...;./internal/.
 ## Tool versions, installed into bin/ from the Go module proxy.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+KUSTOMIZE_VERSION ?= v5.8.1
+HELM_VERSION ?= v3.22.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 
 # Tests find the Kubernetes binaries here (envtest and the local cluster).
 export FIXITY_K8S_BIN = $(K8S_BIN)
 export KUBEBUILDER_ASSETS = $(K8S_BIN)
+# test/install renders the Helm chart with this.
+export FIXITY_HELM = $(HELM)
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -29,9 +35,10 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configurations into config/.
+manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs, RBAC and webhook configurations into config/, and the Helm chart's templates from config/default.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="$(MARKER_PATHS)" \
 		output:crd:artifacts:config=config/crd/bases
+	$(KUSTOMIZE) build config/default | go run ./hack/chart charts/fixity
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
@@ -51,12 +58,12 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 
 .PHONY: verify
 verify: manifests generate fmt ## Fail when generated or formatted files are stale.
-	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum '*.go')" ]; then \
-		git status --porcelain -- api config go.mod go.sum '*.go'; git diff --stat; \
+	@if [ -n "$$(git status --porcelain -- api config charts go.mod go.sum '*.go')" ]; then \
+		git status --porcelain -- api config charts go.mod go.sum '*.go'; git diff --stat; \
 		echo "generated files are stale: run 'make manifests generate fmt' and commit"; exit 1; fi
 
 .PHONY: test
-test: manifests generate fmt vet k8s-binaries ## Run unit, integration (envtest) and e2e (local cluster) tests.
+test: manifests generate fmt vet k8s-binaries $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests.
 	go test ./... -count=1 -timeout 40m
 
 .PHONY: bench
@@ -109,3 +116,11 @@ $(CONTROLLER_GEN):
 $(GOLANGCI_LINT):
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(LOCALBIN)/golangci-lint $@
+
+$(KUSTOMIZE):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(LOCALBIN)/kustomize $@
+
+$(HELM):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $@

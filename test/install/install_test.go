@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -47,26 +48,48 @@ const (
 	serverName = "fixity-webhook-service.fixity-system.svc"
 )
 
-// TestInstallProvisionsItsOwnWebhookCertificate applies config/default, runs the manager as its
-// ServiceAccount with the Deployment's arguments, and checks what the API server needs to call
-// the webhooks: a certificate for the Service, signed by the CA in every webhook's caBundle,
-// served only once the kubelet has mounted it; and that a restart keeps the CA.
-func TestInstallProvisionsItsOwnWebhookCertificate(t *testing.T) {
+// TestInstall installs Fixity as a platform team would, with kustomize (config/default) and with
+// Helm (charts/fixity), runs the manager as its ServiceAccount with the Deployment's arguments,
+// and checks what the API server needs to call the webhooks: a certificate for the Service,
+// signed by the CA in every webhook's caBundle, served only once the kubelet has mounted it;
+// that the operator's own RBAC is enough for its controllers; and that a restart keeps the CA.
+func TestInstall(t *testing.T) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildManager(t, root, t.TempDir())
+	renders := []struct {
+		name   string
+		render func(c *cluster.Cluster) *exec.Cmd
+	}{
+		{"kustomize", func(c *cluster.Cluster) *exec.Cmd {
+			return c.Kubectl("kustomize", filepath.Join(root, "config", "default"))
+		}},
+		{"helm", func(*cluster.Cluster) *exec.Cmd {
+			return exec.Command(helmBinary(t, root), "template", "fixity", filepath.Join(root, "charts", "fixity"), "--namespace", namespace)
+		}},
+	}
+	for _, r := range renders {
+		t.Run(r.name, func(t *testing.T) { checkInstall(t, bin, r.render) })
+	}
+}
+
+func checkInstall(t *testing.T, bin string, render func(c *cluster.Cluster) *exec.Cmd) {
 	g := gomega.NewWithT(t)
 	ctx := t.Context()
-	root, err := cluster.RepoRoot()
-	g.Expect(err).NotTo(gomega.HaveOccurred())
 	c, err := cluster.StartControlPlane(cluster.Options{})
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	t.Cleanup(func() { _ = c.Stop() })
 	k8s, err := client.New(c.Config, client.Options{Scheme: operator.NewScheme()})
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 
-	// The install, as a platform team applies it.
+	// The install, as a platform team applies it (helm install --create-namespace).
+	g.Expect(c.CreateNamespace(ctx, namespace)).To(gomega.Succeed())
 	work := t.TempDir()
 	rendered := filepath.Join(work, "fixity.yaml")
-	out, err := c.Kubectl("kustomize", filepath.Join(root, "config", "default")).Output()
-	g.Expect(err).NotTo(gomega.HaveOccurred(), "kubectl kustomize config/default")
+	out, err := render(c).Output()
+	g.Expect(err).NotTo(gomega.HaveOccurred(), "rendering the install: %s", exitMessage(err))
 	g.Expect(os.WriteFile(rendered, out, 0o600)).To(gomega.Succeed())
 	out, err = c.Kubectl("apply", "--server-side", "-f", rendered).CombinedOutput()
 	g.Expect(err).NotTo(gomega.HaveOccurred(), string(out))
@@ -81,7 +104,6 @@ func TestInstallProvisionsItsOwnWebhookCertificate(t *testing.T) {
 	g.Expect(os.Mkdir(certDir, 0o700)).To(gomega.Succeed())
 	port, err := cluster.FreePort()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	bin := buildManager(t, root, work)
 	mgr := cluster.NewManager(c, bin, filepath.Join(work, "manager.log"))
 	mgr.Env = []string{"POD_NAMESPACE=" + namespace}
 	mgr.Args = slices.Concat(args, []string{
@@ -144,6 +166,25 @@ func TestInstallProvisionsItsOwnWebhookCertificate(t *testing.T) {
 	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certSecret}, secret)).To(gomega.Succeed())
 	g.Expect(secret.Data["ca.crt"]).To(gomega.Equal(ca))
 	g.Expect(admit(t, port, ca).Response.Allowed).To(gomega.BeTrue())
+}
+
+// helmBinary is $FIXITY_HELM (the Makefile sets it), else the Helm the Makefile installs in bin/.
+func helmBinary(t *testing.T, root string) string {
+	if h := os.Getenv("FIXITY_HELM"); h != "" {
+		return h
+	}
+	found, _ := filepath.Glob(filepath.Join(root, "bin", "helm-*"))
+	if len(found) == 0 {
+		t.Fatal("no Helm: run the tests with make test, which installs it into bin/")
+	}
+	return found[len(found)-1]
+}
+
+func exitMessage(err error) string {
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		return string(ee.Stderr)
+	}
+	return ""
 }
 
 func buildManager(t *testing.T, root, dir string) string {
