@@ -2,7 +2,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"flag"
@@ -51,7 +50,7 @@ func main() {
 	flag.StringVar(&o.webhookCertKey, "webhook-cert-key", "tls.key", "The name of the webhook key file.")
 	flag.StringVar(&o.webhookCertSecret, "webhook-cert-secret", "", "Provision the webhook certificate in-cluster: keep a CA "+
 		"and a certificate in this Secret of the operator's namespace, inject the CA into Fixity's webhook configurations, "+
-		"and serve the certificate once it is mounted at --webhook-cert-path. Empty: the certificate is provided.")
+		"and serve the certificate once it is mounted at --webhook-cert-path (required with it). Empty: the certificate is provided.")
 	flag.StringVar(&o.webhookService, "webhook-service", "fixity-webhook-service", "The Service the API server calls the "+
 		"webhooks through, in the operator's namespace (the certificate's name with --webhook-cert-secret).")
 	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "The directory that contains the metrics server certificate.")
@@ -98,6 +97,9 @@ func run(ctx context.Context, o options) error {
 	if o.webhookCertSecret != "" {
 		// The certificate does not exist yet: the server loads it from CertDir once the rotator
 		// reports it mounted.
+		if o.webhookCertPath == "" {
+			return fmt.Errorf("--webhook-cert-secret needs --webhook-cert-path, the directory the Secret is mounted in")
+		}
 		certsReady = make(chan struct{})
 		webhookOpts.CertDir, webhookOpts.CertName, webhookOpts.KeyName = o.webhookCertPath, o.webhookCertName, o.webhookCertKey
 	} else if o.webhookCertPath != "" {
@@ -152,9 +154,7 @@ func run(ctx context.Context, o options) error {
 		err := webhookcerts.Add(mgr, webhookcerts.Options{
 			Secret:  types.NamespacedName{Namespace: operatorNamespace(), Name: o.webhookCertSecret},
 			Service: o.webhookService,
-			// controller-runtime's default directory when --webhook-cert-path is empty.
-			CertDir:  cmp.Or(o.webhookCertPath, filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")),
-			CertName: o.webhookCertName, KeyName: o.webhookCertKey,
+			CertDir: o.webhookCertPath, CertName: o.webhookCertName, KeyName: o.webhookCertKey,
 		}, certsReady)
 		if err != nil {
 			return err
