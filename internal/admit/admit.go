@@ -63,6 +63,10 @@ type Request struct {
 	Admission admission.Request
 	// Template is true when Pod was built from a workload's pod template.
 	Template bool
+	// Stripped are the fixity.dev/* annotations the creator's pod carried, which the annotation
+	// guard removed. On a reinvocation (another webhook changed the pod after Fixity's first
+	// pass) they include the operator's own; a mutator may restore one it can prove true.
+	Stripped map[string]string
 }
 
 var violations = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -291,7 +291,8 @@ func (m *Images) MutatePod(ctx context.Context, policies []fixityv1.Immutability
 }
 
 // resolveContainer rewrites one container's tag to a digest and returns the image as it was
-// written, or "" when nothing was rewritten; or the violation when the tag cannot be resolved.
+// written (for an image already pinned, the original an earlier pass recorded, if provably
+// true), or "" when there is none; or the violation when the tag cannot be resolved.
 func (m *Images) resolveContainer(ctx context.Context, resolver *fixityv1.ImmutabilityPolicy, policies []fixityv1.ImmutabilityPolicy,
 	req *admit.Request, c container, kc authn.Keychain) (string, *admit.Violation) {
 	original := *c.image
@@ -300,33 +301,65 @@ func (m *Images) resolveContainer(ctx context.Context, resolver *fixityv1.Immuta
 		return "", nil // the validator reports it with every policy's name
 	}
 	if _, ok := Pinned(ref); ok {
-		return "", nil
-	}
-	// Never contact a registry some policy forbids; the validator denies the image.
-	for i := range policies {
-		if !Allowed(original, ref, policies[i].Spec.Images.AllowedRegistries) {
-			return "", nil
-		}
+		return m.restoreOriginal(ctx, policies, req, c, kc), nil
 	}
 	// A pod's own tag is looked up afresh: it runs what the tag points at now (or what its
 	// owner's first pod got).
-	resolve := func() (string, error) {
-		d, err := m.resolveTag(ctx, ref, kc, true)
-		return d.DigestStr(), err
-	}
-	var digest string
-	if owner := Owner(req.Pod); owner != nil && m.Pins != nil {
-		digest, err = m.Pins.Pin(ctx, req.Pod.Namespace, owner, c.name, original, dryRun(req), resolve)
-	} else {
-		digest, err = resolve()
-	}
+	digest, err := m.pinFor(ctx, policies, req, c.name, original, ref, kc, true)
 	if err != nil {
 		v := admit.New(resolver, RuleDigest, c.name, "image %q is not pinned by digest and could not be resolved to one: %v", original, err)
 		return "", &v
 	}
+	if digest == "" {
+		return "", nil
+	}
 	*c.image = stripRepo(original) + "@" + digest
 	ctrl.LoggerFrom(ctx).V(1).Info("Resolved tag to digest", "container", c.name, "image", original, "digest", digest)
 	return original, nil
+}
+
+// pinFor is the digest the tagged image resolves to for this pod: its owner's pin, else what the
+// tag points at now (fresh) or lately (cached). "" when some policy forbids the registry: it is
+// never contacted, and the validator denies the image.
+func (m *Images) pinFor(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *admit.Request, containerName, image string,
+	ref name.Reference, kc authn.Keychain, fresh bool) (string, error) {
+	for i := range policies {
+		if !Allowed(image, ref, policies[i].Spec.Images.AllowedRegistries) {
+			return "", nil
+		}
+	}
+	resolve := func() (string, error) {
+		d, err := m.resolveTag(ctx, ref, kc, fresh)
+		return d.DigestStr(), err
+	}
+	if owner := Owner(req.Pod); owner != nil && m.Pins != nil {
+		return m.Pins.Pin(ctx, req.Pod.Namespace, owner, containerName, image, dryRun(req), resolve)
+	}
+	return resolve()
+}
+
+// restoreOriginal keeps the fixity.dev/original-image annotation of a container that is already
+// pinned when it is provably true: the image it names resolves, for this pod, to exactly the
+// image the container has. That is the case when Fixity is invoked again after another webhook
+// (a sidecar injector) changed the pod it had already rewritten; a made-up value is dropped.
+func (m *Images) restoreOriginal(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *admit.Request, c container, kc authn.Keychain) string {
+	claim, ok := req.Stripped[originalImageKey(c.name)]
+	if !ok {
+		return ""
+	}
+	ref, err := Parse(claim)
+	if err != nil {
+		return ""
+	}
+	if _, pinned := Pinned(ref); pinned {
+		return ""
+	}
+	digest, err := m.pinFor(ctx, policies, req, c.name, claim, ref, kc, false)
+	if err != nil || digest == "" || stripRepo(claim)+"@"+digest != *c.image {
+		ctrl.LoggerFrom(ctx).V(1).Info("Dropped an original-image annotation that does not match the image", "container", c.name, "claim", claim)
+		return ""
+	}
+	return claim
 }
 
 // record is what fixity.dev/verified says of one image: the image and the authorities (of all

@@ -27,7 +27,16 @@ func (g *AnnotationGuard) MutatePod(_ context.Context, _ []fixityv1.Immutability
 	if req.Admission.UserInfo.Username == g.Operator {
 		return nil
 	}
-	maps.DeleteFunc(req.Pod.Annotations, func(k, _ string) bool { return strings.HasPrefix(k, fixityv1.Prefix) })
+	maps.DeleteFunc(req.Pod.Annotations, func(k, v string) bool {
+		if !strings.HasPrefix(k, fixityv1.Prefix) {
+			return false
+		}
+		if req.Stripped == nil {
+			req.Stripped = map[string]string{}
+		}
+		req.Stripped[k] = v
+		return true
+	})
 	return nil
 }
 

@@ -90,6 +90,7 @@ func startOperator(ctx context.Context) error {
 	if err := operator.Setup(mgr, operator.Options{Self: self}); err != nil {
 		return err
 	}
+	mgr.GetWebhookServer().Register(sidecarPath, &webhook.Admission{Handler: sidecarInjector{}})
 	go func() {
 		if err := mgr.Start(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "manager stopped:", err)
