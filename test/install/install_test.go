@@ -61,12 +61,12 @@ func TestInstall(t *testing.T) {
 	bin := buildManager(t, root, t.TempDir())
 	renders := []struct {
 		name   string
-		render func(c *cluster.Cluster) *exec.Cmd
+		render func(t *testing.T, c *cluster.Cluster) *exec.Cmd
 	}{
-		{"kustomize", func(c *cluster.Cluster) *exec.Cmd {
+		{"kustomize", func(_ *testing.T, c *cluster.Cluster) *exec.Cmd {
 			return c.Kubectl("kustomize", filepath.Join(root, "config", "default"))
 		}},
-		{"helm", func(*cluster.Cluster) *exec.Cmd {
+		{"helm", func(t *testing.T, _ *cluster.Cluster) *exec.Cmd {
 			return exec.Command(helmBinary(t, root), "template", "fixity", filepath.Join(root, "charts", "fixity"), "--namespace", namespace)
 		}},
 	}
@@ -75,7 +75,7 @@ func TestInstall(t *testing.T) {
 	}
 }
 
-func checkInstall(t *testing.T, bin string, render func(c *cluster.Cluster) *exec.Cmd) {
+func checkInstall(t *testing.T, bin string, render func(t *testing.T, c *cluster.Cluster) *exec.Cmd) {
 	g := gomega.NewWithT(t)
 	ctx := t.Context()
 	c, err := cluster.StartControlPlane(cluster.Options{})
@@ -88,7 +88,7 @@ func checkInstall(t *testing.T, bin string, render func(c *cluster.Cluster) *exe
 	g.Expect(c.CreateNamespace(ctx, namespace)).To(gomega.Succeed())
 	work := t.TempDir()
 	rendered := filepath.Join(work, "fixity.yaml")
-	out, err := render(c).Output()
+	out, err := render(t, c).Output()
 	g.Expect(err).NotTo(gomega.HaveOccurred(), "rendering the install: %s", exitMessage(err))
 	g.Expect(os.WriteFile(rendered, out, 0o600)).To(gomega.Succeed())
 	out, err = c.Kubectl("apply", "--server-side", "-f", rendered).CombinedOutput()
@@ -170,6 +170,7 @@ func checkInstall(t *testing.T, bin string, render func(c *cluster.Cluster) *exe
 
 // helmBinary is $FIXITY_HELM (the Makefile sets it), else the Helm the Makefile installs in bin/.
 func helmBinary(t *testing.T, root string) string {
+	t.Helper()
 	if h := os.Getenv("FIXITY_HELM"); h != "" {
 		return h
 	}
