@@ -141,13 +141,12 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 	digest, pinned := Pinned(ref)
 	if !pinned {
 		resolved, rerr := m.resolveTag(ctx, ref, kc, false)
+		// Under Resolve the mutating webhook pins every tag of a pod it creates in Enforce, so a
+		// tag left here is one it did not pin (another policy requires digests, a webhook after
+		// Fixity put it back, a pin record was tampered with): it is denied like under Require.
+		mustPin := rules.Digest == fixityv1.DigestRequire ||
+			(rules.Digest == fixityv1.DigestResolve && !req.Template && p.Spec.Mode != fixityv1.ModeAudit)
 		switch {
-		case rules.Digest == fixityv1.DigestRequire && rerr != nil:
-			return []admit.Violation{transient(admit.New(p, RuleDigest, cname, "image %q is not pinned by digest, and the digest it points at could not be looked up (%v); pin it as %s@sha256:<digest>",
-				image, rerr, stripRepo(image)))}
-		case rules.Digest == fixityv1.DigestRequire:
-			return []admit.Violation{admit.New(p, RuleDigest, cname, "image %q is not pinned by digest; use %s (the digest that tag points at now)",
-				image, pinnedAs(image, resolved))}
 		case rules.Digest == fixityv1.DigestResolve && !req.Template && req.Admission.Operation == admissionv1.Update:
 			// Only pods being created are mutated; an image changed in place must be pinned.
 			msg := fmt.Sprintf("image %q is not pinned by digest; an image changed on an existing pod is not resolved, pin it", image)
@@ -155,6 +154,12 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 				msg += " as " + pinnedAs(image, resolved)
 			}
 			return []admit.Violation{admit.New(p, RuleDigest, cname, "%s", msg)}
+		case mustPin && rerr != nil:
+			return []admit.Violation{transient(admit.New(p, RuleDigest, cname, "image %q is not pinned by digest, and the digest it points at could not be looked up (%v); pin it as %s@sha256:<digest>",
+				image, rerr, stripRepo(image)))}
+		case mustPin:
+			return []admit.Violation{admit.New(p, RuleDigest, cname, "image %q is not pinned by digest; use %s (the digest that tag points at now)",
+				image, pinnedAs(image, resolved))}
 		case rules.Digest == fixityv1.DigestResolve && !req.Template && p.Spec.Mode == fixityv1.ModeAudit && rerr == nil:
 			// Audit mutates nothing; say what Enforce would do.
 			out = append(out, admit.New(p, RuleDigest, cname, "image %q is not pinned by digest; in Enforce mode it would run as %s",
@@ -333,7 +338,7 @@ func (m *Images) pinFor(ctx context.Context, policies []fixityv1.ImmutabilityPol
 		return d.DigestStr(), err
 	}
 	if owner := Owner(req.Pod); owner != nil && m.Pins != nil {
-		return m.Pins.Pin(ctx, req.Pod.Namespace, owner, containerName, image, dryRun(req), resolve)
+		return m.Pins.Pin(ctx, req.Pod, owner, containerName, image, dryRun(req), resolve)
 	}
 	return resolve()
 }

@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,9 +55,10 @@ func Owner(pod *corev1.Pod) *metav1.OwnerReference {
 
 // Pin returns the digest pinned for (owner, container, image), calling resolve and recording
 // its answer when there is none yet. dryRun resolves without recording.
-func (p *Pins) Pin(ctx context.Context, namespace string, owner *metav1.OwnerReference, container, image string, dryRun bool,
+func (p *Pins) Pin(ctx context.Context, pod *corev1.Pod, owner *metav1.OwnerReference, container, image string, dryRun bool,
 	resolve func() (string, error)) (string, error) {
-	key := pinKey(container, image)
+	namespace := pod.Namespace
+	key := pinKey(pod, container, image)
 	memo := string(owner.UID) + "/" + key
 	if d, ok := p.seen.Get(memo); ok {
 		return d.(string), nil
@@ -66,6 +70,9 @@ func (p *Pins) Pin(ctx context.Context, namespace string, owner *metav1.OwnerRef
 		return "", fmt.Errorf("reading pinned digests %s: %w", nn, err)
 	}
 	if d, ok := cm.Data[key]; err == nil && ok {
+		if err := validPin(nn, d); err != nil {
+			return "", err
+		}
 		p.seen.Add(memo, d, pinTTL)
 		return d, nil
 	}
@@ -110,6 +117,9 @@ func (p *Pins) Pin(ctx context.Context, namespace string, owner *metav1.OwnerRef
 			return "", fmt.Errorf("reading pinned digests %s: %w", nn, err)
 		}
 		if d, ok := cm.Data[key]; err == nil && ok {
+			if err := validPin(nn, d); err != nil {
+				return "", err
+			}
 			p.seen.Add(memo, d, pinTTL)
 			return d, nil
 		}
@@ -117,7 +127,20 @@ func (p *Pins) Pin(ctx context.Context, namespace string, owner *metav1.OwnerRef
 	return "", fmt.Errorf("recording pinned digest in %s: too many concurrent writers", nn)
 }
 
-func pinKey(container, image string) string {
-	sum := sha256.Sum256([]byte(container + "\x00" + image))
+// validPin refuses a recorded value that is not a sha256 digest: the ConfigMap sits in the
+// workload's namespace, and what someone wrote there must not turn into an unpinned image.
+func validPin(nn types.NamespacedName, d string) error {
+	if _, err := v1.NewHash(d); err != nil || !strings.HasPrefix(d, "sha256:") {
+		return fmt.Errorf("the pinned digest recorded in ConfigMap %s is not a sha256 digest (%q); delete the ConfigMap to resolve the tag again", nn, d)
+	}
+	return nil
+}
+
+// pinKey identifies one container's tag within one revision of the owner. StatefulSets and
+// DaemonSets keep their UID across rollouts and label each pod with the revision it was made
+// from, so a rollout (after the tag moved, or a restart) gets what the tag points at then;
+// ReplicaSets and Jobs are one revision each.
+func pinKey(pod *corev1.Pod, container, image string) string {
+	sum := sha256.Sum256([]byte(pod.Labels[appsv1.ControllerRevisionHashLabelKey] + "\x00" + container + "\x00" + image))
 	return hex.EncodeToString(sum[:16])
 }

@@ -101,12 +101,19 @@ func Explain(registry string, err error) error {
 		return fmt.Errorf("registry %s did not answer in time: %w", registry, err)
 	case errors.As(err, &operr):
 		return fmt.Errorf("registry %s cannot be reached: %w", registry, err)
-	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+	case IsNotFound(err):
 		return fmt.Errorf("not found in registry %s: %w", registry, err)
 	case errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden):
 		return fmt.Errorf("registry %s refused access (check the pod's imagePullSecrets and its service account's): %w", registry, err)
 	}
 	return fmt.Errorf("registry %s: %w", registry, err)
+}
+
+// IsNotFound reports whether err is a registry's answer that the manifest does not exist, as
+// opposed to a registry that could not answer.
+func IsNotFound(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
 }
 
 // limitedTransport fails responses bigger than limit instead of reading them whole.
