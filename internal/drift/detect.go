@@ -208,10 +208,18 @@ func (d *Detector) sameImage(ctx context.Context, pod *corev1.Pod, adm name.Dige
 	same := slices.Contains(kids, running)
 	if !same {
 		// The runtime may report the index while the admitted digest is one of its platforms.
-		if other, err := images.WithDigest(adm, running); err == nil {
-			if kids, err := children(other); err == nil {
-				same = slices.Contains(kids, adm.DigestStr())
-			}
+		// A registry that does not know the running digest at all says it is another image; a
+		// registry that cannot answer decides nothing (no eviction on a network error).
+		other, err := images.WithDigest(adm, running)
+		if err != nil {
+			return false, err
+		}
+		kids, err := children(other)
+		switch {
+		case err == nil:
+			same = slices.Contains(kids, adm.DigestStr())
+		case !images.IsNotFound(err):
+			return false, err
 		}
 	}
 	d.indexes.Add(key, same, time.Hour)
