@@ -161,7 +161,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	if err := operator.Setup(mgr, operator.Options{Self: self}); err != nil {
+	if err := operator.Setup(mgr, operator.Options{Self: self, Namespace: operatorNamespace()}); err != nil {
 		return err
 	}
 

@@ -2,8 +2,6 @@ package drift
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admitted"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/policy"
@@ -52,9 +51,12 @@ const (
 // without listing its whole namespace.
 const ownerIndex = "fixity.dev/controller-uid"
 
-// savedPodAnnotation names the pod whose spec a recreate ConfigMap holds (the ConfigMap's own
-// name is shortened for long pod names).
-const savedPodAnnotation = fixityv1.Prefix + "pod"
+// savedPodAnnotation names the pod (namespace/name) whose spec a recreate ConfigMap holds, and
+// savedUIDAnnotation the UID of the pod that was deleted: only that pod's going brings it back.
+const (
+	savedPodAnnotation = fixityv1.Prefix + "pod"
+	savedUIDAnnotation = fixityv1.Prefix + "pod-uid"
+)
 
 // RecreateLabel marks the ConfigMaps that hold the spec of a bare pod being recreated.
 const RecreateLabel = fixityv1.Prefix + "recreate"
@@ -68,14 +70,18 @@ type Reconciler struct {
 	Detector  *drift.Detector
 	Tracker   *drift.Tracker
 	Events    events.EventRecorder
+	// Namespace is the operator's own namespace, where the saved specs of bare pods are kept:
+	// the operator creates pods from them, so nobody who can only write the workload's
+	// namespace may write them.
+	Namespace string
 
 	mu sync.Mutex
 	// complete remembers, per policy, the generation under which every matched pod has been
 	// looked at, so the circuit breaker's counts can be trusted.
 	complete map[string]int64
-	// recreating holds the bare pods deleted for recreation and not yet back; a restart
-	// rebuilds it from the saved specs (recoverRecreations).
-	recreating map[types.NamespacedName]bool
+	// recreating holds the bare pods deleted for recreation and not yet back, with the UID of
+	// the pod deleted; a restart rebuilds it from the saved specs (recoverRecreations).
+	recreating map[types.NamespacedName]types.UID
 	// evicting remembers, per owner, the pod last evicted until the cache shows it going, so a
 	// sibling reconciled right after is not evicted on a stale view.
 	evicting map[types.UID]types.UID
@@ -95,13 +101,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		r.Tracker.Forget(req.NamespacedName)
-		r.mu.Lock()
-		pending := r.recreating[req.NamespacedName]
-		r.mu.Unlock()
-		if !pending {
-			return ctrl.Result{}, nil
+		if old, pending := r.pendingRecreation(req.NamespacedName); pending {
+			return r.recreatePending(ctx, req.NamespacedName, old)
 		}
-		return r.recreatePending(ctx, req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	if old, pending := r.pendingRecreation(req.NamespacedName); pending && old != pod.UID {
+		// Back under its name (the saved spec could not be removed right after creating it).
+		return ctrl.Result{}, r.finishRecreation(ctx, req.NamespacedName, old)
 	}
 	if !pod.DeletionTimestamp.IsZero() || policy.AlwaysExcluded(pod.Namespace) {
 		return ctrl.Result{}, nil
@@ -371,18 +378,11 @@ func (r *Reconciler) countReplacement(ctx context.Context, name string) error {
 	return fmt.Errorf("policy %s: status kept changing", name)
 }
 
-// recreateName is the ConfigMap holding the saved spec of bare pod name.
-func recreateName(pod string) string {
-	const prefix = "fixity-recreate-"
-	if len(prefix)+len(pod) <= 253 {
-		return prefix + pod
-	}
-	sum := sha256.Sum256([]byte(pod))
-	return prefix + hex.EncodeToString(sum[:16])
-}
+// recreateName is the ConfigMap holding the saved spec of the bare pod with this UID.
+func recreateName(uid types.UID) string { return "fixity-recreate-" + string(uid) }
 
-// recreate saves a bare pod's spec, then deletes it; once it is gone recreatePending creates it
-// again under the same name. The saved spec survives a restart of the operator.
+// recreate saves a bare pod's admitted spec, then deletes it; once it is gone recreatePending
+// creates it again under the same name. The saved spec survives a restart of the operator.
 func (r *Reconciler) recreate(ctx context.Context, cached *corev1.Pod, by []*fixityv1.ImmutabilityPolicy) (ctrl.Result, error) {
 	// The cache keeps a trimmed pod; the saved spec must be whole.
 	pod := &corev1.Pod{}
@@ -391,6 +391,47 @@ func (r *Reconciler) recreate(ctx context.Context, cached *corev1.Pod, by []*fix
 	}
 	if pod.UID != cached.UID || !pod.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	fresh, err := admittedSpec(pod)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	raw, err := json.Marshal(fresh)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("saving pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	key := client.ObjectKeyFromObject(pod)
+	saved := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: r.Namespace, Name: recreateName(pod.UID),
+			Labels: map[string]string{RecreateLabel: "true"},
+			Annotations: map[string]string{
+				fixityv1.Prefix + "policies": policyNames(by),
+				savedPodAnnotation:           key.String(),
+				savedUIDAnnotation:           string(pod.UID),
+			},
+		},
+		Data: map[string]string{"pod.json": string(raw)},
+	}
+	if err := r.Create(ctx, saved); err != nil && !apierrors.IsAlreadyExists(err) {
+		return ctrl.Result{}, fmt.Errorf("saving pod %s/%s before replacing it: %w", pod.Namespace, pod.Name, err)
+	}
+	r.setRecreating(key, pod.UID)
+	if err := r.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("deleting drifted bare pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleted drifted bare pod; it is recreated once gone", "pod", klog.KObj(pod), "savedIn", klog.KObj(saved))
+	return ctrl.Result{}, nil
+}
+
+// admittedSpec is the pod as it was admitted, to be created afresh: each container's image is
+// the one in its fixity.dev/verified record (an image changed in place does not come back),
+// the operator's annotations are dropped (admission writes them again for the new pod), and
+// ephemeral containers and the node are left out.
+func admittedSpec(pod *corev1.Pod) (*corev1.Pod, error) {
+	rec, _, err := admitted.ReadVerified(pod)
+	if err != nil {
+		return nil, err
 	}
 	fresh := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -407,30 +448,16 @@ func (r *Reconciler) recreate(ctx context.Context, cached *corev1.Pod, by []*fix
 		},
 		Spec: *pod.Spec.DeepCopy(),
 	}
-	// Scheduled afresh; debug containers are not part of what was deployed.
 	fresh.Spec.NodeName = ""
 	fresh.Spec.EphemeralContainers = nil
-	raw, err := json.Marshal(fresh)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("saving pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	for _, cs := range [][]corev1.Container{fresh.Spec.InitContainers, fresh.Spec.Containers} {
+		for i := range cs {
+			if e, ok := rec[cs[i].Name]; ok && e.Image != "" {
+				cs[i].Image = e.Image
+			}
+		}
 	}
-	saved := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: pod.Namespace, Name: recreateName(pod.Name),
-			Labels:      map[string]string{RecreateLabel: "true"},
-			Annotations: map[string]string{fixityv1.Prefix + "policies": policyNames(by), savedPodAnnotation: pod.Name},
-		},
-		Data: map[string]string{"pod.json": string(raw)},
-	}
-	if err := r.Create(ctx, saved); err != nil && !apierrors.IsAlreadyExists(err) {
-		return ctrl.Result{}, fmt.Errorf("saving pod %s/%s before replacing it: %w", pod.Namespace, pod.Name, err)
-	}
-	r.setRecreating(client.ObjectKeyFromObject(pod), true)
-	if err := r.Delete(ctx, pod, client.Preconditions{UID: &pod.UID}); err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, fmt.Errorf("deleting drifted bare pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	ctrl.LoggerFrom(ctx).Info("Deleted drifted bare pod; it is recreated once gone", "pod", klog.KObj(pod), "savedIn", saved.Name)
-	return ctrl.Result{}, nil
+	return fresh, nil
 }
 
 func policyNames(ps []*fixityv1.ImmutabilityPolicy) string {
@@ -441,31 +468,38 @@ func policyNames(ps []*fixityv1.ImmutabilityPolicy) string {
 	return strings.Join(names, ",")
 }
 
-// recreatePending creates a bare pod again from its saved spec once the old one is gone.
-func (r *Reconciler) recreatePending(ctx context.Context, key types.NamespacedName) (ctrl.Result, error) {
+// recreatePending creates a bare pod again from its saved spec once the pod with UID old is gone.
+func (r *Reconciler) recreatePending(ctx context.Context, key types.NamespacedName, old types.UID) (ctrl.Result, error) {
 	saved := &corev1.ConfigMap{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: recreateName(key.Name)}, saved); err != nil {
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: recreateName(old)}, saved); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.setRecreating(key, false)
+			r.forgetRecreation(key)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if saved.Labels[RecreateLabel] != "true" {
-		r.setRecreating(key, false)
-		return ctrl.Result{}, nil
 	}
 	pod := &corev1.Pod{}
 	if err := json.Unmarshal([]byte(saved.Data["pod.json"]), pod); err != nil {
 		return ctrl.Result{}, fmt.Errorf("ConfigMap %s/%s: data pod.json: %w", saved.Namespace, saved.Name, err)
 	}
+	if client.ObjectKeyFromObject(pod) != key {
+		return ctrl.Result{}, fmt.Errorf("ConfigMap %s/%s: data pod.json is pod %s, not %s", saved.Namespace, saved.Name, client.ObjectKeyFromObject(pod), key)
+	}
 	err := r.Create(ctx, pod)
 	switch {
 	case apierrors.IsAlreadyExists(err):
-		return ctrl.Result{RequeueAfter: waitSibling}, nil // the old one is still terminating
+		existing := &corev1.Pod{}
+		if err := r.APIReader.Get(ctx, key, existing); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if existing.UID == old {
+			return ctrl.Result{RequeueAfter: waitSibling}, nil // the old one is still terminating
+		}
+		// Someone else (or an earlier attempt of ours) created the pod under that name.
+		return ctrl.Result{}, r.finishRecreation(ctx, key, old)
 	case err != nil:
 		// Admission may refuse it (its image no longer verifies): the spec stays saved and
 		// the refusal is told, so the pod is never silently lost.
-		r.Events.Eventf(saved, nil, corev1.EventTypeWarning, "RecreateFailed", "Replace", "Recreating drifted pod %s: %v", key.Name, err)
+		r.Events.Eventf(saved, nil, corev1.EventTypeWarning, "RecreateFailed", "Replace", "Recreating drifted pod %s: %v", key, err)
 		return ctrl.Result{}, fmt.Errorf("recreating pod %s: %w", key, err)
 	}
 	var by []*fixityv1.ImmutabilityPolicy
@@ -476,24 +510,39 @@ func (r *Reconciler) recreatePending(ctx context.Context, key types.NamespacedNa
 	}
 	ctrl.LoggerFrom(ctx).Info("Recreated drifted bare pod", "pod", klog.KObj(pod))
 	r.replacedBare(ctx, pod, by)
-	if err := r.Delete(ctx, saved); client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, fmt.Errorf("removing saved spec %s/%s: %w", saved.Namespace, saved.Name, err)
-	}
-	r.setRecreating(key, false)
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, r.finishRecreation(ctx, key, old)
 }
 
-func (r *Reconciler) setRecreating(key types.NamespacedName, on bool) {
+// finishRecreation removes the saved spec of the pod with UID old, now that key exists again.
+func (r *Reconciler) finishRecreation(ctx context.Context, key types.NamespacedName, old types.UID) error {
+	saved := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: recreateName(old)}}
+	if err := r.Delete(ctx, saved); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("removing saved spec %s/%s: %w", saved.Namespace, saved.Name, err)
+	}
+	r.forgetRecreation(key)
+	return nil
+}
+
+func (r *Reconciler) pendingRecreation(key types.NamespacedName) (types.UID, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, ok := r.recreating[key]
+	return old, ok
+}
+
+func (r *Reconciler) setRecreating(key types.NamespacedName, old types.UID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.recreating == nil {
-		r.recreating = map[types.NamespacedName]bool{}
+		r.recreating = map[types.NamespacedName]types.UID{}
 	}
-	if on {
-		r.recreating[key] = true
-	} else {
-		delete(r.recreating, key)
-	}
+	r.recreating[key] = old
+}
+
+func (r *Reconciler) forgetRecreation(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.recreating, key)
 }
 
 // replacedBare records a recreation; the policies are known by name only.
@@ -512,23 +561,26 @@ func (r *Reconciler) replacedBare(ctx context.Context, pod *corev1.Pod, by []*fi
 }
 
 // recoverRecreations finishes recreations a previous leader started: a bare pod deleted just
-// before a restart has no event left to bring it back.
+// before a restart has no event left to bring it back. Only the operator's namespace is read.
 func (r *Reconciler) recoverRecreations(ctx context.Context) error {
 	var saved corev1.ConfigMapList
-	if err := r.APIReader.List(ctx, &saved, client.MatchingLabels{RecreateLabel: "true"}); err != nil {
+	if err := r.APIReader.List(ctx, &saved, client.InNamespace(r.Namespace), client.MatchingLabels{RecreateLabel: "true"}); err != nil {
 		return fmt.Errorf("listing saved pod specs: %w", err)
 	}
 	for i := range saved.Items {
-		name := saved.Items[i].Annotations[savedPodAnnotation]
-		if name == "" {
+		cm := &saved.Items[i]
+		ns, name, ok := strings.Cut(cm.Annotations[savedPodAnnotation], "/")
+		old := types.UID(cm.Annotations[savedUIDAnnotation])
+		if !ok || old == "" || cm.Name != recreateName(old) {
+			ctrl.LoggerFrom(ctx).Info("Ignoring a saved pod spec without its pod and UID", "configMap", klog.KObj(cm))
 			continue
 		}
-		key := types.NamespacedName{Namespace: saved.Items[i].Namespace, Name: name}
-		r.setRecreating(key, true)
-		if err := r.Get(ctx, key, &corev1.Pod{}); apierrors.IsNotFound(err) {
-			if _, err := r.recreatePending(ctx, key); err != nil {
-				ctrl.LoggerFrom(ctx).Error(err, "Recreating a saved pod", "pod", key)
-			}
+		key := types.NamespacedName{Namespace: ns, Name: name}
+		r.setRecreating(key, old)
+		// The pod's own reconcile decides: gone (recreate), still there (delete it again), or
+		// back under a new UID (clean up).
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Finishing a saved pod's recreation", "pod", key)
 		}
 	}
 	return nil

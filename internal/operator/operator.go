@@ -40,10 +40,15 @@ func NewScheme() *runtime.Scheme {
 type Options struct {
 	// Self is the operator's own identity, learned from the API server (SelfSubjectReview).
 	Self authenticationv1.UserInfo
+	// Namespace is the operator's own namespace; empty means fixity-system.
+	Namespace string
 }
 
 // Setup registers every controller and webhook with mgr.
 func Setup(mgr ctrl.Manager, o Options) error {
+	if o.Namespace == "" {
+		o.Namespace = fixityv1.OperatorNamespace
+	}
 	// Drift counts flow from the drift controller to the policies' status through the tracker;
 	// the channel wakes the policy controller when they change.
 	tracker := drift.NewTracker()
@@ -97,14 +102,15 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	)
 	pods.Register(mgr,
 		&pods.Mutator{Matcher: matcher, Mutators: mutators},
-		&pods.Validator{Matcher: matcher, Guards: []admit.Guard{annotations}, Checks: checks, Access: access})
+		&pods.Validator{Matcher: matcher, Guards: []admit.Guard{annotations}, Checks: checks, Access: access},
+		&pods.OwnedAnnotations{Guard: annotations})
 	workloads.Register(mgr, matcher, checks)
 
 	keychains := imageRules.Keychains
 	detector := drift.NewDetector(mgr.GetClient(), imageRules, checks, registry, keychains)
 	if err := (&driftcontroller.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: matcher,
-		Detector: detector, Tracker: tracker, Events: events,
+		Detector: detector, Tracker: tracker, Events: events, Namespace: o.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the drift controller: %w", err)
 	}

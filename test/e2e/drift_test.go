@@ -223,32 +223,54 @@ func TestPodDisruptionBudgetBlocksReplacement(t *testing.T) {
 	g.Eventually(gone(ctx, pods[0]), eventually, poll).Should(gomega.BeTrue(), "replaced once the budget allows it")
 }
 
-// A bare pod has no controller to bring it back: it is recreated from its saved spec under the
-// same name.
+// A bare pod has no controller to bring it back: it is recreated from its admitted spec under the
+// same name. An image changed in place does not come back with it.
 func TestBarePodIsRecreated(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
 	ns := enforcedNamespace(t, ctx, maxDrifted(100))
-	img := pushed(t, "shop/solo")
+	img, other := pushed(t, "shop/solo"), pushed(t, "shop/other")
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "solo", Labels: map[string]string{"app": "solo"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: img}}},
 	}
 	g.Expect(k8s.Create(ctx, pod)).To(gomega.Succeed())
 	g.Eventually(readyPods(ctx, ns, "solo"), eventually, poll).Should(gomega.HaveLen(1))
-	g.Expect(runDigest(ctx, pod, pushed(t, "shop/other"))).To(gomega.Succeed())
 
-	g.Eventually(func(g gomega.Gomega) {
-		pods := readyPods(ctx, ns, "solo")(g)
-		g.Expect(pods).To(gomega.HaveLen(1))
-		g.Expect(pods[0].UID).NotTo(gomega.Equal(pod.UID))
-		g.Expect(pods[0].Spec.Containers[0].Image).To(gomega.Equal(img))
-	}, eventually, poll).Should(gomega.Succeed())
+	recreated := func(old types.UID) *corev1.Pod {
+		t.Helper()
+		var fresh corev1.Pod
+		g.Eventually(func(g gomega.Gomega) {
+			pods := readyPods(ctx, ns, "solo")(g)
+			g.Expect(pods).To(gomega.HaveLen(1))
+			g.Expect(pods[0].UID).NotTo(gomega.Equal(old))
+			g.Expect(pods[0].Spec.Containers[0].Image).To(gomega.Equal(img), "recreated with the admitted image")
+			fresh = pods[0]
+		}, eventually, poll).Should(gomega.Succeed())
+		// The saved spec was kept where only the operator writes, and is removed once the pod is back.
+		g.Eventually(func(g gomega.Gomega) {
+			var saved corev1.ConfigMapList
+			g.Expect(k8s.List(ctx, &saved, client.InNamespace(fixityv1.OperatorNamespace))).To(gomega.Succeed())
+			g.Expect(saved.Items).NotTo(gomega.ContainElement(gomega.HaveField("ObjectMeta.Name", "fixity-recreate-"+string(old))))
+		}, eventually, poll).Should(gomega.Succeed())
+		return &fresh
+	}
+
+	// ImageDigest: the node runs another image.
+	g.Expect(runDigest(ctx, pod, other)).To(gomega.Succeed())
+	fresh := recreated(pod.UID)
 	g.Eventually(events(ctx, ns, "solo"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("Recreated: ")))
+
+	// SpecChange: the image is changed in place (to an image the policy admits); the pod comes
+	// back with the image it was admitted with, not the changed one.
+	before := fresh.DeepCopy()
+	fresh.Spec.Containers[0].Image = other
+	g.Expect(k8s.Patch(ctx, fresh, client.MergeFrom(before))).To(gomega.Succeed())
+	recreated(fresh.UID)
 	var saved corev1.ConfigMapList
 	g.Expect(k8s.List(ctx, &saved, client.InNamespace(ns))).To(gomega.Succeed())
 	for _, cm := range saved.Items {
-		g.Expect(cm.Name).NotTo(gomega.HavePrefix("fixity-recreate-"), "the saved spec is removed once the pod is back")
+		g.Expect(cm.Name).NotTo(gomega.HavePrefix("fixity-recreate-"), "no saved spec is ever written in the workload's namespace")
 	}
 }
 
