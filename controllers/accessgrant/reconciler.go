@@ -115,7 +115,8 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, g *fixityv1.AccessGrant
 }
 
 // reconcileTaints marks every pod the grant let someone into, so it is replaced once the grant
-// has ended. A pod keeps the first taint it got.
+// has ended: kubectl debug sessions, which are tainted here rather than at admission, and any
+// pod whose taint at admission was lost.
 func (r *Reconciler) reconcileTaints(ctx context.Context, g *fixityv1.AccessGrant) error {
 	var errs []error
 	done := map[string]bool{}
@@ -134,13 +135,8 @@ func (r *Reconciler) reconcileTaints(ctx context.Context, g *fixityv1.AccessGran
 		if _, ok := pod.Annotations[fixityv1.TaintedAnnotation]; ok {
 			continue
 		}
-		before := pod.DeepCopy()
-		if pod.Annotations == nil {
-			pod.Annotations = map[string]string{}
-		}
-		pod.Annotations[fixityv1.TaintedAnnotation] = grants.TaintValue(g, s)
-		if err := r.Patch(ctx, pod, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("tainting pod %s/%s: %w", g.Namespace, s.Pod, err))
+		if err := grants.Taint(ctx, r.Client, g, pod, s); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, err)
 			continue
 		}
 		ctrl.LoggerFrom(ctx).Info("Tainted pod", "pod", klog.KObj(pod), "grant", klog.KObj(g))

@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -130,8 +131,8 @@ func displayUser(u string) string {
 	return u
 }
 
-// Recorder records admitted accesses: an entry in the grant's status.sessions and an Event on
-// the grant and on the pod. The AccessGrant controller taints the pods listed in sessions.
+// Recorder records admitted accesses: the pod's taint, an entry in the grant's status.sessions
+// and an Event on the grant and on the pod.
 type Recorder struct {
 	Client client.Client
 	Events recorder.EventRecorder
@@ -148,6 +149,17 @@ func (r *Recorder) Record(ctx context.Context, g *fixityv1.AccessGrant, pod *cor
 		now = r.Now()
 	}
 	session := fixityv1.AccessSession{Pod: pod.Name, Access: access, User: user, At: metav1.NewTime(now)}
+	// Exec, attach and port-forward leave no trace in the pod, so the taint that gets it replaced
+	// is written before the access is let through: ending the grant early (deleting it, removing
+	// its finalizer) or editing its status cannot lose it. kubectl debug leaves its ephemeral
+	// container, drift by itself; its taint, which only lets the pod be until the grant ends,
+	// comes from the AccessGrant controller (patching the pod while the API server admits the
+	// debug update would make it retry that update, and record the session twice).
+	if access != fixityv1.AccessDebug {
+		if err := Taint(ctx, r.Client, g, pod, session); err != nil {
+			return err
+		}
+	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur := &fixityv1.AccessGrant{}
 		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(g), cur); err != nil {
@@ -172,6 +184,25 @@ func (r *Recorder) Record(ctx context.Context, g *fixityv1.AccessGrant, pod *cor
 
 // MaxSessions is the most status.sessions keeps (the schema's maxItems).
 const MaxSessions = 1024
+
+// Taint marks pod, accessed in session s under g, for replacement once g has ended. A pod keeps
+// the first taint it got.
+func Taint(ctx context.Context, c client.Client, g *fixityv1.AccessGrant, pod *corev1.Pod, s fixityv1.AccessSession) error {
+	if _, ok := pod.Annotations[fixityv1.TaintedAnnotation]; ok {
+		return nil
+	}
+	raw, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"annotations": map[string]string{fixityv1.TaintedAnnotation: TaintValue(g, s)},
+	}})
+	if err != nil {
+		return err
+	}
+	target := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}
+	if err := c.Patch(ctx, target, client.RawPatch(types.MergePatchType, raw)); err != nil {
+		return fmt.Errorf("tainting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
 
 // TaintValue is the fixity.dev/tainted annotation for a pod accessed in session s under g.
 func TaintValue(g *fixityv1.AccessGrant, s fixityv1.AccessSession) string {

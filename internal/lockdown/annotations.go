@@ -43,15 +43,24 @@ func (g *AnnotationGuard) MutatePod(_ context.Context, _ []fixityv1.Immutability
 // Guard denies an update by anyone but the operator that adds, changes or removes a
 // fixity.dev/* annotation, naming the annotations and the user.
 func (g *AnnotationGuard) Guard(_ context.Context, req *admit.Request) string {
-	if req.Admission.Operation != admissionv1.Update || req.OldPod == nil || req.Admission.UserInfo.Username == g.Operator {
+	if req.Admission.Operation != admissionv1.Update || req.OldPod == nil {
 		return ""
 	}
-	changed := ChangedOwnedAnnotations(req.OldPod.Annotations, req.Pod.Annotations)
+	return g.Deny(req.Admission.UserInfo.Username, req.OldPod.Annotations, req.Pod.Annotations)
+}
+
+// Deny is the denial message when user, if not the operator, changes the fixity.dev/*
+// annotations between old and updated; "" when the change is allowed.
+func (g *AnnotationGuard) Deny(user string, old, updated map[string]string) string {
+	if user == g.Operator {
+		return ""
+	}
+	changed := ChangedOwnedAnnotations(old, updated)
 	if len(changed) == 0 {
 		return ""
 	}
 	return fmt.Sprintf("only the Fixity operator may add, change or remove fixity.dev/* annotations; %s changed %s",
-		req.Admission.UserInfo.Username, strings.Join(changed, ", "))
+		user, strings.Join(changed, ", "))
 }
 
 // ChangedOwnedAnnotations lists, sorted, the fixity.dev/* keys added, changed or removed

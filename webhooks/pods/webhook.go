@@ -125,11 +125,12 @@ func decode(ctx context.Context, dec admission.Decoder, m *policy.Matcher, req a
 	return r, policies, admission.Response{}
 }
 
-// Register serves both pod webhooks on mgr's webhook server.
-func Register(mgr ctrl.Manager, mut *Mutator, val *Validator) {
+// Register serves the pod webhooks on mgr's webhook server.
+func Register(mgr ctrl.Manager, mut *Mutator, val *Validator, owned *OwnedAnnotations) {
 	dec := admission.NewDecoder(mgr.GetScheme())
 	mut.Decoder, val.Decoder = dec, dec
 	srv := mgr.GetWebhookServer()
 	srv.Register(MutatePath, &webhook.Admission{Handler: mut})
 	srv.Register(ValidatePath, &webhook.Admission{Handler: val})
+	srv.Register(AnnotationsPath, &webhook.Admission{Handler: owned})
 }
