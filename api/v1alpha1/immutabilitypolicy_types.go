@@ -251,7 +251,7 @@ type KeylessAuthority struct {
 	// issuer is the OIDC issuer URL that must appear in the certificate.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="issuer must be a URL such as https://token.actions.githubusercontent.com"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''",message="issuer must be a URL such as https://token.actions.githubusercontent.com"
 	// +required
 	Issuer string `json:"issuer"`
 

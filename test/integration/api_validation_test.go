@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,6 +31,24 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE8nXRh950IZbRj8Ra/N9sbqOPZrfM
 // keyAuthority is a valid key authority named name, as YAML list item lines.
 func keyAuthority(name string) string {
 	return "- name: " + name + "\n  key:\n    publicKey: |\n" + indentBy(validKey, 6)
+}
+
+// authorities is n valid key authorities named a0, a1, ...
+func authorities(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = keyAuthority(fmt.Sprintf("a%d", i))
+	}
+	return out
+}
+
+// listOf is n items of a YAML flow list, each format with its index.
+func listOf(n int, format string) string {
+	items := make([]string, n)
+	for i := range items {
+		items[i] = fmt.Sprintf(format, i)
+	}
+	return strings.Join(items, ", ")
 }
 
 func indentBy(s string, n int) string {
@@ -64,7 +83,21 @@ func TestPolicyCreateIsRejected(t *testing.T) {
 		{"registry with a URL scheme", "images:\n  allowedRegistries: [\"https://ghcr.io/acme/\"]", "spec.images.allowedRegistries[0]", "without a URL scheme"},
 		{"empty registry prefix", "images:\n  allowedRegistries: [\"\"]", "spec.images.allowedRegistries[0]", "at least 1 chars long"},
 		{"duplicate registry prefix", "images:\n  allowedRegistries: [ghcr.io/a/, ghcr.io/a/]", "spec.images.allowedRegistries[1]", "Duplicate value"},
-		{"threshold above the number of authorities", verifyWith("    threshold: 2\n", keyAuthority("release")), "spec.images.verify", "threshold must not exceed the number of authorities"},
+		{"threshold above the number of authorities", verifyWith("    threshold: 2\n", keyAuthority("release")), "spec.images.verify: Invalid value", "threshold must not exceed the number of authorities"},
+		{"threshold above 16", verifyWith("    threshold: 17\n", keyAuthority("release")), "spec.images.verify.threshold", "less than or equal to 16"},
+		{"more than 16 authorities", verifyWith("", authorities(17)...), "spec.images.verify.authorities", "must have at most 16 items"},
+		{"authority name too long", verifyWith("", keyAuthority(strings.Repeat("a", 64))), "spec.images.verify.authorities[0].name", "Too long"},
+		{"publicKey too long", verifyWith("", "- name: big\n  key:\n    publicKey: \"-----BEGIN PUBLIC KEY-----"+strings.Repeat("A", 16384)+"\""), "spec.images.verify.authorities[0].key.publicKey", "Too long"},
+		{"secretRef with an empty name", verifyWith("", "- name: s\n  key:\n    secretRef: {namespace: fixity-system, name: \"\"}"), "spec.images.verify.authorities[0].key.secretRef.name", "at least 1 chars long"},
+		{"keyless issuer without a scheme", verifyWith("", strings.Replace(keyless, "https://token.actions.githubusercontent.com", "/issuer", 1)), "spec.images.verify.authorities[0].keyless.issuer", "issuer must be a URL"},
+		{"keyless issuer with another scheme", verifyWith("", strings.Replace(keyless, "https://token.actions.githubusercontent.com", "ftp://issuer.example", 1)), "spec.images.verify.authorities[0].keyless.issuer", "issuer must be a URL"},
+		{"keyless subjectRegExp too long", verifyWith("", strings.Replace(keyless, "subject: https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main", "subjectRegExp: "+strings.Repeat("a", 1025), 1)), "spec.images.verify.authorities[0].keyless.subjectRegExp", "Too long"},
+		{"trust root with an empty name", verifyWith("", strings.Replace(keyless, "name: sigstore-trust-root", `name: ""`, 1)), "spec.images.verify.authorities[0].keyless.trustRootRef.name", "at least 1 chars long"},
+		{"more than 64 registry prefixes", "images:\n  allowedRegistries: [" + listOf(65, "r%d.example/") + "]", "spec.images.allowedRegistries", "must have at most 64 items"},
+		{"registry prefix too long", "images:\n  allowedRegistries: [" + strings.Repeat("a", 256) + "]", "spec.images.allowedRegistries[0]", "Too long"},
+		{"more than 256 excluded namespaces", "match:\n  excludeNamespaces: [" + listOf(257, "ns-%d") + "]", "spec.match.excludeNamespaces", "must have at most 256 items"},
+		{"excluded namespace too long", "match:\n  excludeNamespaces: [" + strings.Repeat("a", 64) + "]", "spec.match.excludeNamespaces[0]", "Too long"},
+		{"duplicate drift check", "drift:\n  checks: [ImageDigest, ImageDigest]", "spec.drift.checks[1]", "Duplicate value"},
 		{"threshold zero", verifyWith("    threshold: 0\n", keyAuthority("release")), "spec.images.verify.threshold", "greater than or equal to 1"},
 		{"no authorities", "images:\n  verify:\n    authorities: []", "spec.images.verify.authorities", "at least 1 items"},
 		{"authorities missing", "images:\n  verify:\n    threshold: 1", "spec.images.verify.authorities", "Required value"},
@@ -166,8 +199,12 @@ func TestGrantCreateIsRejected(t *testing.T) {
 		{"duration zero", ok + "duration: 0s", "spec.duration", "duration must be greater than 0"},
 		{"duration over 1h", ok + "duration: 61m", "spec.duration", "duration must be at most 1h"},
 		{"duration not a duration", ok + "duration: soon", "spec.duration", "should match"},
-		{"pods and podSelector", ok + "podSelector: {matchLabels: {app: web}}", "spec", "exactly one of pods or podSelector must be set"},
-		{"neither pods nor podSelector", "access: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec", "exactly one of pods or podSelector must be set"},
+		{"pods and podSelector", ok + "podSelector: {matchLabels: {app: web}}", "spec: Invalid value", "exactly one of pods or podSelector must be set"},
+		{"neither pods nor podSelector", "access: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec: Invalid value", "exactly one of pods or podSelector must be set"},
+		{"more than 64 pods", "pods: [" + listOf(65, "web-%d") + "]\naccess: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec.pods", "must have at most 64 items"},
+		{"duplicate pod", "pods: [web-0, web-0]\naccess: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec.pods[1]", "Duplicate value"},
+		{"duplicate access kind", "pods: [web-0]\naccess: [Exec, Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec.access[1]", "Duplicate value"},
+		{"reason too long", "pods: [web-0]\naccess: [Exec]\nreason: " + strings.Repeat("a", 1025), "spec.reason", "Too long"},
 		{"empty pod list", "pods: []\naccess: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec.pods", "at least 1 items"},
 		{"pod name invalid", "pods: [Web_0]\naccess: [Exec]\nreason: \"INC-1234: checkout returns 500\"", "spec.pods[0]", "should match"},
 	}
@@ -263,4 +300,12 @@ func TestSamplesAreValid(t *testing.T) {
 	g.Expect(kinds).To(gomega.HaveKey("ImmutabilityPolicy"))
 	g.Expect(kinds).To(gomega.HaveKey("AccessGrant"))
 	g.Expect(kinds).To(gomega.HaveKey("ClusterRoleBinding"))
+}
+
+// The boundaries are inside: a grant of exactly 1h, by podSelector, is accepted.
+func TestGrantAtTheBoundsIsAccepted(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ns := createNamespace(t, context.Background(), nil)
+	spec := "podSelector: {matchLabels: {app: web}}\naccess: [Exec, Attach, PortForward, Debug]\nduration: 1h\nreason: \"INC-1234: checkout returns 500\""
+	g.Expect(k8s.Create(context.Background(), fromYAML(t, grantYAML(ns, uniqueName("grant"), spec)), client.FieldValidation("Strict"))).To(gomega.Succeed())
 }
