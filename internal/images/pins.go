@@ -58,7 +58,7 @@ func Owner(pod *corev1.Pod) *metav1.OwnerReference {
 func (p *Pins) Pin(ctx context.Context, pod *corev1.Pod, owner *metav1.OwnerReference, container, image string, dryRun bool,
 	resolve func() (string, error)) (string, error) {
 	namespace := pod.Namespace
-	key := pinKey(pod, container, image)
+	key := PinKey(pod, container, image)
 	memo := string(owner.UID) + "/" + key
 	if d, ok := p.seen.Get(memo); ok {
 		return d.(string), nil
@@ -136,11 +136,11 @@ func validPin(nn types.NamespacedName, d string) error {
 	return nil
 }
 
-// pinKey identifies one container's tag within one revision of the owner. StatefulSets and
-// DaemonSets keep their UID across rollouts and label each pod with the revision it was made
-// from, so a rollout (after the tag moved, or a restart) gets what the tag points at then;
-// ReplicaSets and Jobs are one revision each.
-func pinKey(pod *corev1.Pod, container, image string) string {
+// PinKey is the key, in the owner's fixity-pins- ConfigMap, of one container's tag within one
+// revision of the owner. StatefulSets and DaemonSets keep their UID across rollouts and label
+// each pod with the revision it was made from, so a rollout (after the tag moved, or a restart)
+// gets what the tag points at then; ReplicaSets and Jobs are one revision each.
+func PinKey(pod *corev1.Pod, container, image string) string {
 	sum := sha256.Sum256([]byte(pod.Labels[appsv1.ControllerRevisionHashLabelKey] + "\x00" + container + "\x00" + image))
 	return hex.EncodeToString(sum[:16])
 }

@@ -19,6 +19,7 @@ import (
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admitted"
+	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/test/registry"
 )
 
@@ -243,6 +244,22 @@ func TestResolvePinsOneDigestPerOwner(t *testing.T) {
 	bare := podWithImage(ns, "bare", tagged)
 	g.Expect(k8s.Create(ctx, bare)).To(gomega.Succeed())
 	g.Expect(bare.Spec.Containers[0].Image).To(gomega.Equal(moved.String()))
+
+	// The record sits in the workload's namespace: a value written there that is not a digest is
+	// refused with a clear denial, never followed to an unpinned image.
+	rs2 := rs.DeepCopy()
+	rs2.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "web-2"}
+	g.Expect(k8s.Create(ctx, rs2)).To(gomega.Succeed())
+	p3 := owned("web-2-a")
+	p3.OwnerReferences[0].Name, p3.OwnerReferences[0].UID = rs2.Name, rs2.UID
+	pinName := "fixity-pins-" + string(rs2.UID)
+	g.Expect(k8s.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pinName},
+		Data:       map[string]string{images.PinKey(p3, "web", tagged): "latest"},
+	})).To(gomega.Succeed())
+	err := k8s.Create(ctx, p3)
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(fmt.Sprintf(
+		`the pinned digest recorded in ConfigMap %s/%s is not a sha256 digest ("latest")`, ns, pinName))))
 }
 
 func TestAllowedRegistries(t *testing.T) {

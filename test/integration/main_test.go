@@ -91,6 +91,7 @@ func startOperator(ctx context.Context) error {
 		return err
 	}
 	mgr.GetWebhookServer().Register(sidecarPath, &webhook.Admission{Handler: sidecarInjector{}})
+	mgr.GetWebhookServer().Register(tagRestorerPath, &webhook.Admission{Handler: tagRestorer{}})
 	go func() {
 		if err := mgr.Start(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "manager stopped:", err)
