@@ -20,6 +20,14 @@ for kv in "gitVersion=$k8s_version" "gitMajor=$major" "gitMinor=$minor" \
   ldflags+=" -X k8s.io/component-base/version.$kv"
 done
 
+# Binaries built for other versions are rebuilt: the stamp names what bin/k8s holds.
+stamp="$out/.versions"
+want="kubernetes=$k8s_version kwok=$kwok_version"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$want" ]; then
+  echo "$out holds $(cat "$stamp"), not $want: rebuilding"
+  rm -f "$out"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,etcd,kwok}
+fi
+
 missing=()
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   [ -x "$out/$cmd" ] || missing+=("k8s.io/kubernetes/cmd/$cmd")
@@ -39,4 +47,5 @@ if [ ! -x "$out/kwok" ]; then
   CGO_ENABLED=0 GOBIN="$out" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
 fi
 
+echo "$want" >"$stamp"
 echo "kubernetes binaries ready in $out"

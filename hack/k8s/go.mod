@@ -1,6 +1,7 @@
 // Module k8s builds the Kubernetes control-plane binaries used by tests and the demo.
 // It is separate from the operator module so that k8s.io/kubernetes never enters the
-// operator's dependency graph. Regenerate the replace list with hack/k8s/gen-gomod.sh.
+// operator's dependency graph. The replace list mirrors k8s.io/kubernetes' own go.mod: every
+// k8s.io/<staging> module it replaces is pinned to the matching v0.x release.
 module github.com/fixity-dev/fixity/hack/k8s
 
 go 1.26.0

@@ -66,6 +66,11 @@ func TestStartFullCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Building client: %v", err)
 	}
+	// The control plane built from Go modules reports its release (hack/build-k8s.sh's -ldflags),
+	// which kubectl checks.
+	if v, err := cs.Discovery().ServerVersion(); err != nil || v.GitVersion != "v1.37.2" {
+		t.Fatalf("server version = %v (%v), want v1.37.2", v, err)
+	}
 	if want := []string{"kwok-node-0", "kwok-node-1"}; !slices.Equal(c.NodeNames, want) {
 		t.Fatalf("NodeNames = %v, want %v", c.NodeNames, want)
 	}
