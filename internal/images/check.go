@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/singleflight"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/cache"
@@ -52,8 +53,9 @@ type Images struct {
 	// Pins keeps the pods of one owner on one digest; nil resolves every pod on its own.
 	Pins *Pins
 
-	once sync.Once
-	tags *cache.LRUExpireCache
+	once    sync.Once
+	tags    *cache.LRUExpireCache
+	lookups singleflight.Group
 }
 
 // container is one container of a pod, whichever list it is in, with a pointer to its image
@@ -201,18 +203,22 @@ func scope(p *fixityv1.ImmutabilityPolicy) string {
 	return string(p.UID) + "/" + strconv.FormatInt(p.Generation, 10)
 }
 
-// resolveTag looks a tag up, sharing recent answers unless fresh is set.
+// resolveTag looks a tag up, sharing recent answers unless fresh is set; concurrent lookups of
+// one tag (the pods of a rollout) share one registry round trip, fresh or not.
 func (m *Images) resolveTag(ctx context.Context, ref name.Reference, kc authn.Keychain, fresh bool) (name.Digest, error) {
 	m.once.Do(func() { m.tags = cache.NewLRUExpireCache(4096) })
-	if d, ok := m.tags.Get(ref.String()); ok && !fresh {
+	key := ref.String()
+	if d, ok := m.tags.Get(key); ok && !fresh {
 		return d.(name.Digest), nil
 	}
-	d, err := m.Registry.Resolve(ctx, ref, kc)
-	if err != nil {
-		return name.Digest{}, err
-	}
-	m.tags.Add(ref.String(), d, tagTTL)
-	return d, nil
+	return shared(ctx, &m.lookups, key, "resolving "+key, m.Registry.timeout(), func(ctx context.Context) (name.Digest, error) {
+		d, err := m.Registry.Resolve(ctx, ref, kc)
+		if err != nil {
+			return name.Digest{}, err
+		}
+		m.tags.Add(key, d, tagTTL)
+		return d, nil
+	})
 }
 
 // pinnedAs is image pinned to d, in the form it was written (no docker.io expansion).

@@ -76,18 +76,14 @@ func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string,
 		verifications.WithLabelValues("cached").Inc()
 		return cached.(Verdict), nil
 	}
-	// The shared call outlives a caller that gives up, so the others still get the answer; it
-	// keeps its own deadline.
-	ch := v.group.DoChan(key, func() (any, error) {
+	return shared(ctx, &v.group, key, "verifying "+digest.String(), v.Registry.timeout(), func(vctx context.Context) (Verdict, error) {
 		if cached, ok := v.verdicts.Get(key); ok {
-			return cached, nil
+			return cached.(Verdict), nil
 		}
-		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.Registry.timeout())
-		defer cancel()
 		verdict, err := v.verify(vctx, digest, authorities, kc)
 		if err != nil {
 			verifications.WithLabelValues("error").Inc()
-			return nil, err
+			return Verdict{}, err
 		}
 		ttl := verifiedTTL
 		result := "verified"
@@ -98,14 +94,27 @@ func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string,
 		v.verdicts.Add(key, verdict, ttl)
 		return verdict, nil
 	})
+}
+
+// shared runs fn once for all concurrent callers with the same key (singleflight), so that a
+// rollout's pods share one registry round trip. fn gets its own deadline of timeout: a caller
+// that gives up does not fail the others, who still get the answer. what names the work in the
+// error of a caller that gives up.
+func shared[T any](ctx context.Context, g *singleflight.Group, key, what string, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		return fn(fctx)
+	})
+	var zero T
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return Verdict{}, res.Err
+			return zero, res.Err
 		}
-		return res.Val.(Verdict), nil
+		return res.Val.(T), nil
 	case <-ctx.Done():
-		return Verdict{}, fmt.Errorf("verifying %s: %w", digest, ctx.Err())
+		return zero, fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 }
 

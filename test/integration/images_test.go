@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/onsi/gomega"
@@ -427,6 +428,33 @@ func TestManyPodsOneVerification(t *testing.T) {
 	// One signature manifest; the signature's payload layer is the only other request.
 	g.Expect(reg.ManifestRequests()).To(gomega.Equal(int64(1)))
 	g.Expect(reg.Requests()).To(gomega.BeNumerically("<=", 3), "requests: one for the signature manifest, one for its payload, maybe a /v2/ ping")
+}
+
+// Many pods created at once by one tag under Resolve (a rollout by tag) share one lookup of the
+// tag: the registry is slow here, so that their admissions surely overlap.
+func TestManyPodsOneTagLookup(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns, _ := imagePolicy(t, ctx, "images:\n  digest: Resolve\n")
+	d := pushImage(t, "shop/burst", "1.0")
+	tagged := reg.Host() + "/shop/burst:1.0"
+
+	reg.SetManifestDelay(2 * time.Second)
+	t.Cleanup(func() { reg.SetManifestDelay(0) })
+	reg.ResetCounters()
+	pods := make([]*corev1.Pod, 20)
+	errs := make([]error, len(pods))
+	var wg sync.WaitGroup
+	for i := range pods {
+		pods[i] = podWithImage(ns, fmt.Sprintf("burst-%d", i), tagged)
+		wg.Go(func() { errs[i] = k8s.Create(ctx, pods[i]) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(pods[i].Spec.Containers[0].Image).To(gomega.Equal(d.String()))
+	}
+	g.Expect(reg.ManifestRequests()).To(gomega.Equal(int64(1)), "one lookup of the tag for all the pods")
 }
 
 // A key the policy cannot use is reported on the policy and fails closed at admission.

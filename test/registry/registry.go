@@ -33,6 +33,8 @@ type Registry struct {
 
 	requests         atomic.Int64
 	manifestRequests atomic.Int64
+	// manifestDelay, in nanoseconds, makes manifest requests as slow as a distant registry.
+	manifestDelay atomic.Int64
 
 	mu     sync.Mutex
 	addr   string        // "127.0.0.1:PORT", fixed at start so Restart reuses it
@@ -73,6 +75,13 @@ func StartAt(addr string) (*Registry, error) {
 		r.requests.Add(1)
 		if (req.Method == http.MethodGet || req.Method == http.MethodHead) && isManifestPath(req.URL.Path) {
 			r.manifestRequests.Add(1)
+			if d := time.Duration(r.manifestDelay.Load()); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-req.Context().Done():
+					return
+				}
+			}
 		}
 		inner.ServeHTTP(w, req)
 	})
@@ -167,6 +176,10 @@ func (r *Registry) Requests() int64 { return r.requests.Load() }
 // ManifestRequests returns the number of GET and HEAD requests to
 // /v2/<repo>/manifests/<ref>, i.e. digest resolutions and manifest pulls.
 func (r *Registry) ManifestRequests() int64 { return r.manifestRequests.Load() }
+
+// SetManifestDelay makes every manifest request take at least d (0: none), as a registry far
+// away would, so that concurrent lookups of one image overlap.
+func (r *Registry) SetManifestDelay(d time.Duration) { r.manifestDelay.Store(int64(d)) }
 
 // ResetCounters sets Requests and ManifestRequests back to zero.
 func (r *Registry) ResetCounters() {
