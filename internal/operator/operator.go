@@ -102,7 +102,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	)
 	pods.Register(mgr,
 		&pods.Mutator{Matcher: matcher, Mutators: mutators},
-		&pods.Validator{Matcher: matcher, Guards: []admit.Guard{annotations}, Checks: checks, Access: access},
+		&pods.Validator{Matcher: matcher, Guards: []admit.Guard{annotations, &lockdown.LabelGuard{Matcher: matcher, Operator: o.Self.Username}},
+			Checks: checks, Access: access},
 		&pods.OwnedAnnotations{Guard: annotations})
 	workloads.Register(mgr, matcher, checks)
 

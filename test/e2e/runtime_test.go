@@ -103,6 +103,28 @@ func TestExecAttachAndPortForwardAreLockedDown(t *testing.T) {
 	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), out)
 }
 
+// A pod cannot be relabelled out of a policy's podSelector, which would let exec in without a
+// grant; labels that keep it in the policy may change.
+func TestPodCannotBeRelabelledOutOfItsPolicy(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice := newUser(t, "alice")
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) {
+		s.Match.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	})
+	runningPod(t, ctx, ns, "web")
+
+	out, err := alice.kubectl("label", "-n", ns, "pod/web", "app=quarantined", "--overwrite")
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf(`admission webhook "pods.fixity.dev" denied the request: [policy %s] alice may not change the labels of pod web so that the policy no longer matches it (match.podSelector)`, ns)))
+	out, err = alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(out).To(gomega.ContainSubstring(deniedBy), "still locked down")
+
+	out, err = alice.kubectl("label", "-n", ns, "pod/web", "team=shop")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), "a label that keeps the pod in the policy: %s", out)
+}
+
 func TestAccessGrantLetsOnlyItsRequesterInAndIsAudited(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
@@ -311,13 +333,25 @@ func TestAuditModeAndForgedAnnotations(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
 	alice := newUser(t, "alice")
-	audit := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Mode = fixityv1.ModeAudit })
+	audit := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) {
+		s.Mode, s.Runtime.PortForward = fixityv1.ModeAudit, fixityv1.Deny
+	})
 	runningPod(t, ctx, audit, "web")
-	out, _ := alice.kubectl("exec", "-n", audit, "web", "--", "true")
-	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), "Audit never denies: %s", out)
+	for _, args := range [][]string{
+		{"exec", "-n", audit, "web", "--", "true"},
+		{"attach", "-n", audit, "web"},
+		{"port-forward", "-n", audit, "pod/web", "0:80"},
+	} {
+		out, _ := alice.kubectl(args...)
+		g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), "Audit never denies %s: %s", args[0], out)
+	}
+	// kubectl debug is admitted too, and the user is told what Enforce would say.
+	out, err := alice.kubectl("debug", "-n", audit, "pod/web", "--image="+image, "--profile=baseline", "--container=dbg")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("audit: [policy %s] debug (ephemeral container) into pod web is denied (runtime.ephemeralContainers: Deny)", audit)))
 
 	ns := enforcedNamespace(t, ctx)
-	out, err := alice.kubectlStdin(fmt.Sprintf(`apiVersion: v1
+	out, err = alice.kubectlStdin(fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
   name: forged
