@@ -337,6 +337,13 @@ type DriftRules struct {
 	// +optional
 	Checks []DriftCheck `json:"checks,omitempty"`
 
+	// jobPods says whether drifted pods of Jobs are replaced: Report (default) tells, because a
+	// Job pod evicted mid-run may redo work that is not idempotent and counts towards the Job's
+	// backoffLimit; Replace evicts them like any other pod (the Job controller starts a new one).
+	// +kubebuilder:default=Report
+	// +optional
+	JobPods DriftAction `json:"jobPods,omitempty"`
+
 	// maxDriftedPercent is the circuit breaker: when more than this share of the matched pods
 	// is drifted at once, nothing is replaced until the share falls.
 	// +kubebuilder:default=50

@@ -39,8 +39,10 @@ import (
 const (
 	// waitSibling is how soon an owner busy with a replacement is looked at again.
 	waitSibling = 2 * time.Second
-	// waitBlocked is how soon an eviction refused by a PodDisruptionBudget is retried.
-	waitBlocked = 10 * time.Second
+	// waitBlocked is how soon an eviction refused by a PodDisruptionBudget (or throttled) is
+	// first retried; each refusal in a row doubles it, up to waitBlockedMax.
+	waitBlocked    = time.Second
+	waitBlockedMax = 2 * time.Minute
 	// waitUndecided is how soon a pod whose drift could not be decided is looked at again.
 	waitUndecided = 30 * time.Second
 	// waitBreaker is how soon a pod held by an open circuit breaker is looked at again.
@@ -85,6 +87,8 @@ type Reconciler struct {
 	// evicting remembers, per owner, the pod last evicted until the cache shows it going, so a
 	// sibling reconciled right after is not evicted on a stale view.
 	evicting map[types.UID]types.UID
+	// refused counts, per pod, the evictions refused in a row, for the retry backoff.
+	refused map[types.NamespacedName]int
 }
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
@@ -101,6 +105,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		r.Tracker.Forget(req.NamespacedName)
+		r.forgetRefusals(req.NamespacedName)
 		if old, pending := r.pendingRecreation(req.NamespacedName); pending {
 			return r.recreatePending(ctx, req.NamespacedName, old)
 		}
@@ -134,7 +139,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		state.Findings[policies[i].Name] = fs
 		state.Generations[policies[i].Name] = policies[i].Generation
 	}
-	if r.Tracker.Set(req.NamespacedName, state) && state.Drifted() {
+	newly := r.Tracker.Set(req.NamespacedName, state) && state.Drifted()
+	if newly {
 		r.report(ctx, pod, policies, state)
 	}
 	if !state.Drifted() {
@@ -144,7 +150,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, nil
 	}
-	return r.remediate(ctx, pod, policies, state)
+	return r.remediate(ctx, pod, policies, state, newly)
 }
 
 // report tells the pod's and the policies' watchers what was found.
@@ -167,17 +173,24 @@ func (r *Reconciler) report(ctx context.Context, pod *corev1.Pod, policies []fix
 	}
 }
 
-// remediate replaces a drifted pod if every policy that found it drifted agrees and may.
-func (r *Reconciler) remediate(ctx context.Context, pod *corev1.Pod, policies []fixityv1.ImmutabilityPolicy, state drift.PodState) (ctrl.Result, error) {
+// remediate replaces a drifted pod if the policies that found it drifted say so and may. newly
+// says the drift was just found (so the pod is told once that it is not replaced).
+func (r *Reconciler) remediate(ctx context.Context, pod *corev1.Pod, policies []fixityv1.ImmutabilityPolicy, state drift.PodState, newly bool) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
+	owner := metav1.GetControllerOfNoCopy(pod)
+	job := owner != nil && owner.Kind == "Job" && strings.HasPrefix(owner.APIVersion, "batch/")
 	var by []*fixityv1.ImmutabilityPolicy
 	for i := range policies {
 		p := &policies[i]
-		if len(state.Findings[p.Name]) > 0 && drift.Replaces(p) {
+		if len(state.Findings[p.Name]) > 0 && drift.Replaces(p) && (!job || p.Spec.Drift.JobPods == fixityv1.DriftReplace) {
 			by = append(by, p)
 		}
 	}
 	if len(by) == 0 {
+		if job && newly {
+			r.Events.Eventf(pod, nil, corev1.EventTypeWarning, "ReplacementSkipped", "Replace",
+				"Drifted pod of Job %s is reported, not replaced (drift.jobPods: Report)", owner.Name)
+		}
 		return ctrl.Result{}, nil // Report or Audit: reported above
 	}
 	for _, p := range by {
@@ -186,16 +199,8 @@ func (r *Reconciler) remediate(ctx context.Context, pod *corev1.Pod, policies []
 			return ctrl.Result{RequeueAfter: wait}, err
 		}
 	}
-
-	owner := metav1.GetControllerOfNoCopy(pod)
-	switch {
-	case owner == nil:
+	if owner == nil {
 		return r.recreate(ctx, pod, by)
-	case owner.Kind == "Job" && strings.HasPrefix(owner.APIVersion, "batch/"):
-		// A Job pod replaced mid-run may redo work that is not idempotent; tell, do not touch.
-		r.Events.Eventf(pod, by[0], corev1.EventTypeWarning, "ReplacementSkipped", "Replace",
-			"Drifted pod of Job %s is reported, not replaced", owner.Name)
-		return ctrl.Result{}, nil
 	}
 	if busy, err := r.ownerBusy(ctx, pod, owner); err != nil || busy {
 		if busy {
@@ -211,19 +216,25 @@ func (r *Reconciler) remediate(ctx context.Context, pod *corev1.Pod, policies []
 	if err := r.SubResource("eviction").Create(ctx, pod, eviction); err != nil {
 		switch {
 		case apierrors.IsTooManyRequests(err):
-			// A PodDisruptionBudget says not now. Never fall back to deleting.
-			for _, p := range by {
-				evictionsBlocked.WithLabelValues(p.Name).Inc()
+			// A PodDisruptionBudget (or the API server's throttling) says not now: retry with
+			// backoff, never fall back to deleting.
+			wait := r.backoff(client.ObjectKeyFromObject(pod))
+			if apierrors.HasStatusCause(err, policyv1.DisruptionBudgetCause) {
+				for _, p := range by {
+					evictionsBlocked.WithLabelValues(p.Name).Inc()
+				}
 			}
 			r.Events.Eventf(pod, by[0], corev1.EventTypeWarning, "EvictionBlocked", "Replace",
 				"Drifted pod cannot be evicted now (%v); retrying", err)
-			log.Info("Eviction blocked by a PodDisruptionBudget", "pod", klog.KObj(pod), "error", err.Error())
-			return ctrl.Result{RequeueAfter: waitBlocked}, nil
+			log.Info("Eviction refused; retrying", "pod", klog.KObj(pod), "retryIn", wait, "error", err.Error())
+			return ctrl.Result{RequeueAfter: wait}, nil
 		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+			r.forgetRefusals(client.ObjectKeyFromObject(pod))
 			return ctrl.Result{}, nil // gone or replaced already
 		}
 		return ctrl.Result{}, fmt.Errorf("evicting drifted pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	r.forgetRefusals(client.ObjectKeyFromObject(pod))
 	r.mu.Lock()
 	if r.evicting == nil {
 		r.evicting = map[types.UID]types.UID{}
@@ -233,6 +244,25 @@ func (r *Reconciler) remediate(ctx context.Context, pod *corev1.Pod, policies []
 	log.Info("Evicted drifted pod", "pod", klog.KObj(pod), "owner", owner.Kind+"/"+owner.Name)
 	r.replaced(ctx, pod, by, "evicted")
 	return ctrl.Result{}, nil
+}
+
+// backoff counts one more refused eviction of pod and returns how long to wait before the next
+// try: waitBlocked, doubled for each refusal in a row, at most waitBlockedMax.
+func (r *Reconciler) backoff(pod types.NamespacedName) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refused == nil {
+		r.refused = map[types.NamespacedName]int{}
+	}
+	n := r.refused[pod]
+	r.refused[pod] = n + 1
+	return min(waitBlocked<<min(n, 16), waitBlockedMax)
+}
+
+func (r *Reconciler) forgetRefusals(pod types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.refused, pod)
 }
 
 // breakerAllows reports whether p's circuit breaker lets it replace pods now. The counts come

@@ -10,6 +10,7 @@ import (
 
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -221,6 +222,53 @@ func TestPodDisruptionBudgetBlocksReplacement(t *testing.T) {
 
 	g.Expect(k8s.Delete(ctx, pdb)).To(gomega.Succeed())
 	g.Eventually(gone(ctx, pods[0]), eventually, poll).Should(gomega.BeTrue(), "replaced once the budget allows it")
+}
+
+// A drifted Job pod is reported, not replaced, unless the policy says drift.jobPods: Replace;
+// then the Job controller starts a fresh pod.
+func TestJobPods(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	img, other := pushed(t, "shop/batch"), pushed(t, "shop/other")
+	runJob := func(ns string) corev1.Pod {
+		t.Helper()
+		job := &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "batch"},
+			Spec: batchv1.JobSpec{
+				BackoffLimit: ptr.To[int32](3),
+				Template: corev1.PodTemplateSpec{
+					// keepRunning: KWOK completes Job pods at once otherwise (hack/kwok/stages.yaml).
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "batch", "keepRunning": "true"}},
+					Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+						Containers: []corev1.Container{{Name: "web", Image: img}}},
+				},
+			},
+		}
+		g.Expect(k8s.Create(ctx, job)).To(gomega.Succeed())
+		var pods []corev1.Pod
+		g.Eventually(func(g gomega.Gomega) {
+			pods = readyPods(ctx, ns, "batch")(g)
+			g.Expect(pods).To(gomega.HaveLen(1))
+		}, eventually, poll).Should(gomega.Succeed())
+		g.Expect(runDigest(ctx, &pods[0], other)).To(gomega.Succeed())
+		return pods[0]
+	}
+
+	reported := enforcedNamespace(t, ctx, maxDrifted(100))
+	pod := runJob(reported)
+	g.Eventually(events(ctx, reported, pod.Name), eventually, poll).Should(gomega.ContainElement(
+		gomega.HavePrefix("ReplacementSkipped: Drifted pod of Job batch is reported, not replaced (drift.jobPods: Report)")))
+	g.Expect(events(ctx, reported, pod.Name)(g)).To(gomega.ContainElement(gomega.HavePrefix("DriftDetected: ")))
+	g.Expect(gone(ctx, pod)()).To(gomega.BeFalse(), "reported, not replaced")
+
+	replaced := enforcedNamespace(t, ctx, maxDrifted(100), func(s *fixityv1.ImmutabilityPolicySpec) { s.Drift.JobPods = fixityv1.DriftReplace })
+	pod = runJob(replaced)
+	g.Eventually(gone(ctx, pod), eventually, poll).Should(gomega.BeTrue(), "evicted")
+	g.Eventually(func(g gomega.Gomega) {
+		pods := readyPods(ctx, replaced, "batch")(g)
+		g.Expect(pods).To(gomega.HaveLen(1))
+		g.Expect(pods[0].UID).NotTo(gomega.Equal(pod.UID), "the Job controller started a fresh pod")
+	}, eventually, poll).Should(gomega.Succeed())
 }
 
 // A bare pod has no controller to bring it back: it is recreated from its admitted spec under the

@@ -121,6 +121,7 @@ func TestPolicyCreateIsRejected(t *testing.T) {
 		{"unknown privileged rule", "runtime:\n  privileged: Maybe", "spec.runtime.privileged", `Unsupported value: "Maybe"`},
 		{"unknown readOnlyRootFilesystem rule", "runtime:\n  readOnlyRootFilesystem: Deny", "spec.runtime.readOnlyRootFilesystem", `Unsupported value: "Deny"`},
 		{"unknown drift action", "drift:\n  action: Delete", "spec.drift.action", `Unsupported value: "Delete"`},
+		{"unknown jobPods rule", "drift:\n  jobPods: Restart", "spec.drift.jobPods", `Unsupported value: "Restart"`},
 		{"unknown drift check", "drift:\n  checks: [ImageDigest, Vibes]", "spec.drift.checks[1]", `Unsupported value: "Vibes"`},
 		{"maxDriftedPercent above 100", "drift:\n  maxDriftedPercent: 101", "spec.drift.maxDriftedPercent", "less than or equal to 100"},
 		{"maxDriftedPercent negative", "drift:\n  maxDriftedPercent: -1", "spec.drift.maxDriftedPercent", "greater than or equal to 0"},
@@ -156,6 +157,7 @@ func TestPolicyDefaults(t *testing.T) {
 		Privileged: fixityv1.Deny, ReadOnlyRootFilesystem: fixityv1.Ignore,
 	}))
 	g.Expect(p.Spec.Drift.Action).To(gomega.Equal(fixityv1.DriftReplace))
+	g.Expect(p.Spec.Drift.JobPods).To(gomega.Equal(fixityv1.DriftReport), "Job pods are reported unless the policy says otherwise")
 	g.Expect(p.Spec.Drift.Checks).To(gomega.Equal(fixityv1.AllDriftChecks))
 	g.Expect(p.Spec.Drift.MaxDriftedPercent).To(gomega.HaveValue(gomega.BeEquivalentTo(50)))
 
