@@ -351,16 +351,48 @@ func TestCircuitBreaker(t *testing.T) {
 	g.Expect(gone(ctx, pods[0])()).To(gomega.BeFalse())
 }
 
-// Report mode (and Audit) only reports.
+// Report mode and Audit only report.
 func TestReportModeReplacesNothing(t *testing.T) {
+	for name, edit := range map[string]func(*fixityv1.ImmutabilityPolicySpec){
+		"action Report": func(s *fixityv1.ImmutabilityPolicySpec) { s.Drift.Action = fixityv1.DriftReport },
+		"mode Audit":    func(s *fixityv1.ImmutabilityPolicySpec) { s.Mode = fixityv1.ModeAudit },
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			ctx := context.Background()
+			ns := enforcedNamespace(t, ctx, maxDrifted(100), edit)
+			pods := rollOut(t, ctx, ns, "web", 1, pushed(t, "shop/web"))
+			g.Expect(runDigest(ctx, &pods[0], pushed(t, "shop/other"))).To(gomega.Succeed())
+			g.Eventually(events(ctx, ns, pods[0].Name), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("DriftDetected: ")))
+			g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.DriftedPods", int32(1)))
+			g.Consistently(gone(ctx, pods[0]), 3*time.Second, poll).Should(gomega.BeFalse())
+		})
+	}
+}
+
+// A check left out of drift.checks finds nothing: the pod runs another digest undisturbed, and
+// is replaced only for the check that is on.
+func TestSwitchedOffCheckFindsNothing(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
-	ns := enforcedNamespace(t, ctx, maxDrifted(100), func(s *fixityv1.ImmutabilityPolicySpec) { s.Drift.Action = fixityv1.DriftReport })
-	pods := rollOut(t, ctx, ns, "web", 1, pushed(t, "shop/web"))
-	g.Expect(runDigest(ctx, &pods[0], pushed(t, "shop/other"))).To(gomega.Succeed())
-	g.Eventually(events(ctx, ns, pods[0].Name), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("DriftDetected: ")))
-	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.DriftedPods", int32(1)))
-	g.Consistently(gone(ctx, pods[0]), 3*time.Second, poll).Should(gomega.BeFalse())
+	ns := enforcedNamespace(t, ctx, maxDrifted(100), func(s *fixityv1.ImmutabilityPolicySpec) {
+		s.Runtime.EphemeralContainers = fixityv1.Allow
+		s.Drift.Checks = []fixityv1.DriftCheck{fixityv1.CheckEphemeralContainers}
+	})
+	img := pushed(t, "shop/web")
+	pods := rollOut(t, ctx, ns, "web", 1, img)
+	pod := pods[0]
+	g.Expect(runDigest(ctx, &pod, pushed(t, "shop/other"))).To(gomega.Succeed())
+	g.Consistently(gone(ctx, pods[0]), 3*time.Second, poll).Should(gomega.BeFalse(), "ImageDigest is off")
+
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&pod), &pod)).To(gomega.Succeed())
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "dbg", Image: img}}}
+	g.Expect(k8s.SubResource("ephemeralcontainers").Update(ctx, &pod)).To(gomega.Succeed())
+	g.Eventually(gone(ctx, pods[0]), eventually, poll).Should(gomega.BeTrue(), "EphemeralContainers is on")
+	g.Expect(events(ctx, ns, pods[0].Name)(g)).To(gomega.And(
+		gomega.ContainElement(gomega.ContainSubstring("DriftDetected: [policy "+ns+"] EphemeralContainers")),
+		gomega.Not(gomega.ContainElement(gomega.ContainSubstring("ImageDigest"))),
+	))
 }
 
 // A manager restart in the middle of replacing an owner's drifted pods replaces each of them once.
