@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -222,6 +224,21 @@ func TestPodDisruptionBudgetBlocksReplacement(t *testing.T) {
 
 	g.Expect(k8s.Delete(ctx, pdb)).To(gomega.Succeed())
 	g.Eventually(gone(ctx, pods[0]), eventually, poll).Should(gomega.BeTrue(), "replaced once the budget allows it")
+	g.Eventually(scrape, eventually, poll).Should(gomega.And(
+		gomega.MatchRegexp(`fixity_drift_detected_total\{check="ImageDigest",policy=%q\} [1-9]`, ns),
+		gomega.MatchRegexp(`fixity_drift_evictions_blocked_total\{policy=%q\} [1-9]`, ns),
+		gomega.MatchRegexp(`fixity_drift_replacements_total\{method="evicted",policy=%q\} 1\n`, ns),
+	))
+}
+
+// scrape returns what the manager's /metrics endpoint serves.
+func scrape(g gomega.Gomega) string {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	return string(body)
 }
 
 // A drifted Job pod is reported, not replaced, unless the policy says drift.jobPods: Replace;
@@ -340,6 +357,7 @@ func TestCircuitBreaker(t *testing.T) {
 		gomega.HaveField("Status.DriftedPods", int32(2)),
 		gomega.HaveField("Status.MatchedPods", int32(3)),
 	))
+	g.Eventually(scrape, eventually, poll).Should(gomega.MatchRegexp(`fixity_drift_circuit_breaker_open\{policy=%q\} 1\n`, ns))
 	g.Expect(k8s.Delete(ctx, pdb)).To(gomega.Succeed())
 	g.Consistently(func() bool { return gone(ctx, pods[0])() || gone(ctx, pods[1])() }, 3*time.Second, poll).
 		Should(gomega.BeFalse(), "2 of 3 drifted is over 50%: nothing is replaced")
@@ -349,6 +367,7 @@ func TestCircuitBreaker(t *testing.T) {
 	g.Eventually(gone(ctx, pods[1]), eventually, poll).Should(gomega.BeTrue())
 	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(remediationAllowed(metav1.ConditionTrue, fixityv1.WithinBudgetReason))
 	g.Expect(gone(ctx, pods[0])()).To(gomega.BeFalse())
+	g.Expect(scrape(g)).To(gomega.MatchRegexp(`fixity_drift_circuit_breaker_open\{policy=%q\} 0\n`, ns))
 }
 
 // Report mode and Audit only report.

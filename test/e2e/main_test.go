@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,6 +26,8 @@ var (
 	mgr        *cluster.Manager
 	// reg is the loopback OCI registry of the drift tests' images.
 	reg *registry.Registry
+	// metricsAddr is where the manager serves /metrics.
+	metricsAddr string
 )
 
 func TestMain(m *testing.M) {
@@ -78,6 +82,14 @@ func run(m *testing.M) int {
 		return 1
 	}
 	mgr = cluster.NewManager(env, managerBin, filepath.Join(work, "manager.log"))
+	// Metrics over plain HTTP on loopback, so tests read what Prometheus would scrape.
+	port, err := cluster.FreePort()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	metricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	mgr.Args = append(mgr.Args, "--metrics-bind-address", metricsAddr, "--metrics-secure=false")
 	if err := mgr.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the manager:", err)
 		return 1

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admitted"
@@ -301,10 +302,37 @@ func TestAuditWarnsAndChangesNothing(t *testing.T) {
 		gomega.ContainSubstring("is not signed by enough trusted authorities: 0 of the 1 required"),
 	))
 
+	// Each violation is counted, by policy, rule and mode.
+	g.Expect(violationsCounted(g, pol, "images.digest", "Audit")).To(gomega.Equal(1.0))
+	g.Expect(violationsCounted(g, pol, "images.verify", "Audit")).To(gomega.Equal(1.0))
+
 	dep := deployment(ns, "audited")
 	dep.Spec.Template.Spec.Containers[0].Image = tagged
 	g.Expect(c.Create(ctx, dep)).To(gomega.Succeed())
 	g.Expect(warnings()).To(gomega.ContainElement(gomega.And(gomega.HavePrefix("audit: "), gomega.ContainSubstring("not signed by enough trusted authorities"))))
+	g.Expect(violationsCounted(g, pol, "images.verify", "Audit")).To(gomega.Equal(2.0), "the Deployment's template too")
+}
+
+// violationsCounted reads fixity_admission_violations_total for policy, rule and mode from the
+// registry the operator's /metrics endpoint serves.
+func violationsCounted(g gomega.Gomega, policy, rule, mode string) float64 {
+	families, err := metrics.Registry.Gather()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != "fixity_admission_violations_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["policy"] == policy && labels["rule"] == rule && labels["mode"] == mode {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // A Deployment that would create pods Fixity denies is itself denied at apply time, with the
