@@ -99,12 +99,13 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	var (
 		mutators = []admit.Mutator{annotations, imageRules}
 		checks   = []admit.Check{podSecurity, imageRules}
+		// Guards hold whatever the policies say, on pod updates and on status updates alike.
+		guards = []admit.Guard{annotations, &lockdown.LabelGuard{Matcher: matcher, Operator: o.Self.Username}}
 	)
 	pods.Register(mgr,
 		&pods.Mutator{Matcher: matcher, Mutators: mutators},
-		&pods.Validator{Matcher: matcher, Guards: []admit.Guard{annotations, &lockdown.LabelGuard{Matcher: matcher, Operator: o.Self.Username}},
-			Checks: checks, Access: access},
-		&pods.OwnedAnnotations{Guard: annotations})
+		&pods.Validator{Matcher: matcher, Guards: guards, Checks: checks, Access: access},
+		&pods.Metadata{Annotations: annotations, Guards: guards})
 	workloads.Register(mgr, matcher, checks)
 
 	keychains := imageRules.Keychains

@@ -123,6 +123,14 @@ func TestPodCannotBeRelabelledOutOfItsPolicy(t *testing.T) {
 
 	out, err = alice.kubectl("label", "-n", ns, "pod/web", "team=shop")
 	g.Expect(err).NotTo(gomega.HaveOccurred(), "a label that keeps the pod in the policy: %s", out)
+
+	// Not through the status subresource either, which keeps the labels it is sent.
+	mallory := newUser(t, "mallory")
+	statusWriter(t, ctx, ns, "mallory")
+	out, err = mallory.kubectl("patch", "-n", ns, "pod/web", "--subresource=status", "--type=merge",
+		"-p", `{"metadata":{"labels":{"app":"quarantined"}}}`)
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf(`admission webhook "podmetadata.fixity.dev" denied the request: [policy %s] mallory may not change the labels of pod web`, ns)))
 }
 
 func TestAccessGrantLetsOnlyItsRequesterInAndIsAudited(t *testing.T) {
@@ -177,7 +185,7 @@ func TestAccessGrantLetsOnlyItsRequesterInAndIsAudited(t *testing.T) {
 	out, err = mallory.kubectl("patch", "-n", ns, "pod/web", "--subresource=status", "--type=merge",
 		"-p", `{"metadata":{"annotations":{"fixity.dev/tainted":null}}}`)
 	g.Expect(err).To(gomega.HaveOccurred(), out)
-	g.Expect(out).To(gomega.ContainSubstring(`admission webhook "podannotations.fixity.dev" denied the request: only the Fixity operator may add, change or remove fixity.dev/* annotations; mallory changed fixity.dev/tainted`))
+	g.Expect(out).To(gomega.ContainSubstring(`admission webhook "podmetadata.fixity.dev" denied the request: only the Fixity operator may add, change or remove fixity.dev/* annotations; mallory changed fixity.dev/tainted`))
 	out, err = mallory.kubectl("patch", "-n", ns, "pod/web", "--subresource=status", "--type=merge",
 		"-p", `{"metadata":{"annotations":{"team":"shop"}},"status":{"message":"ok"}}`)
 	g.Expect(err).NotTo(gomega.HaveOccurred(), "status updates that leave fixity.dev/* alone are not Fixity's business: %s", out)

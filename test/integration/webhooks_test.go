@@ -113,7 +113,7 @@ func TestWebhookConfigurationsExemptTheControlPlane(t *testing.T) {
 		}
 	}
 	names := []string{"mpods.fixity.dev", "pods.fixity.dev", "workloads.fixity.dev", "podaccess.fixity.dev",
-		"maccessgrants.fixity.dev", "accessgrants.fixity.dev", "podannotations.fixity.dev"}
+		"maccessgrants.fixity.dev", "accessgrants.fixity.dev", "podmetadata.fixity.dev"}
 	g.Expect(hooks).To(gomega.HaveLen(len(names)))
 	for _, name := range names {
 		h, ok := hooks[name]

@@ -126,11 +126,11 @@ func decode(ctx context.Context, dec admission.Decoder, m *policy.Matcher, req a
 }
 
 // Register serves the pod webhooks on mgr's webhook server.
-func Register(mgr ctrl.Manager, mut *Mutator, val *Validator, owned *OwnedAnnotations) {
+func Register(mgr ctrl.Manager, mut *Mutator, val *Validator, meta *Metadata) {
 	dec := admission.NewDecoder(mgr.GetScheme())
 	mut.Decoder, val.Decoder = dec, dec
 	srv := mgr.GetWebhookServer()
 	srv.Register(MutatePath, &webhook.Admission{Handler: mut})
 	srv.Register(ValidatePath, &webhook.Admission{Handler: val})
-	srv.Register(AnnotationsPath, &webhook.Admission{Handler: owned})
+	srv.Register(MetadataPath, &webhook.Admission{Handler: meta})
 }
