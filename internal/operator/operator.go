@@ -105,7 +105,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	pods.Register(mgr,
 		&pods.Mutator{Matcher: matcher, Mutators: mutators},
 		&pods.Validator{Matcher: matcher, Guards: guards, Checks: checks, Access: access},
-		&pods.Metadata{Annotations: annotations, Guards: guards})
+		&pods.Metadata{Matcher: matcher, Annotations: annotations, Guards: guards})
 	workloads.Register(mgr, matcher, checks)
 
 	keychains := imageRules.Keychains

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"net/http"
 
-	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/lockdown"
+	"github.com/fixity-dev/fixity/internal/policy"
 )
 
 // MetadataPath is where Metadata is served; it must match the marker below.
@@ -29,6 +28,8 @@ const MetadataPath = "/validate-v1-pod-metadata"
 // a pod is not relabelled out of its policies) to status updates, and the annotation guard to
 // bindings.
 type Metadata struct {
+	Matcher     *policy.Matcher
+	Decoder     admission.Decoder
 	Annotations *lockdown.AnnotationGuard
 	// Guards run on status updates with the pod before and after, as on pod updates.
 	Guards []admit.Guard
@@ -46,16 +47,9 @@ func (h *Metadata) Handle(ctx context.Context, req admission.Request) admission.
 		}
 		return admission.Allowed("")
 	}
-	r := &admit.Request{Pod: &corev1.Pod{}, Admission: req}
-	if err := json.Unmarshal(req.Object.Raw, r.Pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
-	}
-	r.Pod.Namespace = req.Namespace
-	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
-		r.OldPod = &corev1.Pod{}
-		if err := json.Unmarshal(req.OldObject.Raw, r.OldPod); err != nil {
-			return admission.Errored(http.StatusBadRequest, err)
-		}
+	r, _, resp := decode(ctx, h.Decoder, h.Matcher, req)
+	if r == nil {
+		return resp
 	}
 	for _, g := range h.Guards {
 		if msg := g.Guard(ctx, r); msg != "" {

@@ -128,7 +128,7 @@ func decode(ctx context.Context, dec admission.Decoder, m *policy.Matcher, req a
 // Register serves the pod webhooks on mgr's webhook server.
 func Register(mgr ctrl.Manager, mut *Mutator, val *Validator, meta *Metadata) {
 	dec := admission.NewDecoder(mgr.GetScheme())
-	mut.Decoder, val.Decoder = dec, dec
+	mut.Decoder, val.Decoder, meta.Decoder = dec, dec, dec
 	srv := mgr.GetWebhookServer()
 	srv.Register(MutatePath, &webhook.Admission{Handler: mut})
 	srv.Register(ValidatePath, &webhook.Admission{Handler: val})
