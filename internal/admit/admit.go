@@ -134,6 +134,16 @@ type Guard interface {
 	Guard(ctx context.Context, req *Request) string
 }
 
+// RunGuards returns the denial message of the first guard that refuses req, or "".
+func RunGuards(ctx context.Context, guards []Guard, req *Request) string {
+	for _, g := range guards {
+		if msg := g.Guard(ctx, req); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
 // Budget is how long one admission may spend, registry calls included. The webhooks are
 // registered with timeoutSeconds=10; answering inside that with a denial that names the slow
 // registry beats the API server's opaque "context deadline exceeded".

@@ -51,10 +51,8 @@ func (h *Metadata) Handle(ctx context.Context, req admission.Request) admission.
 	if r == nil {
 		return resp
 	}
-	for _, g := range h.Guards {
-		if msg := g.Guard(ctx, r); msg != "" {
-			return admission.Denied(msg)
-		}
+	if msg := admit.RunGuards(ctx, h.Guards, r); msg != "" {
+		return admission.Denied(msg)
 	}
 	return admission.Allowed("")
 }

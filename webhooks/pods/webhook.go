@@ -53,10 +53,8 @@ func (h *Validator) Handle(ctx context.Context, req admission.Request) admission
 	if r == nil {
 		return resp
 	}
-	for _, g := range h.Guards {
-		if msg := g.Guard(ctx, r); msg != "" {
-			return admission.Denied(msg)
-		}
+	if msg := admit.RunGuards(ctx, h.Guards, r); msg != "" {
+		return admission.Denied(msg)
 	}
 	vs := admit.RunChecks(ctx, h.Checks, policies, r)
 	// Decide a debug session in every case, so the message lists everything to fix, but record
