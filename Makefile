@@ -73,7 +73,7 @@ bench: k8s-binaries ## Print benchmark figures: admission latency (hack/bench/ad
 
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no API server.
-	go test $$(go list ./... | grep -v -e /test/ -e /controllers/ -e /webhooks/) -count=1
+	go test $$(go list ./... | grep -v -e /test/ -e /hack/) -count=1
 
 ##@ Build
 

@@ -20,9 +20,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/controllers"
 	"github.com/fixity-dev/fixity/internal/identity"
 	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/internal/remediation"
 	"github.com/fixity-dev/fixity/internal/webhookcerts"
+	"github.com/fixity-dev/fixity/webhooks"
 )
 
 // options are the manager's command-line flags.
@@ -34,6 +37,7 @@ type options struct {
 	webhookCertPath, webhookCertName, webhookCertKey string
 	webhookCertSecret, webhookService                string
 	metricsCertPath, metricsCertName, metricsCertKey string
+	replacementTimeout                               time.Duration
 }
 
 func main() {
@@ -58,6 +62,9 @@ func main() {
 	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "The name of the metrics server key file.")
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics and webhook servers "+
 		"(off by default because of the HTTP/2 Stream Cancellation and Rapid Reset CVEs).")
+	flag.DurationVar(&o.replacementTimeout, "replacement-timeout", remediation.DefaultReplacementTimeout, "How long an owner "+
+		"(ReplicaSet, StatefulSet, DaemonSet, Job) may take to get back the Ready pods it had before one of its drifted pods was "+
+		"replaced; after it the owner is reported ReplacementStuck and nothing more of it is replaced until it recovers.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -128,19 +135,11 @@ func run(ctx context.Context, o options) error {
 		metricsOpts.TLSOpts = append(metricsOpts.TLSOpts, func(c *tls.Config) { c.GetCertificate = w.GetCertificate })
 	}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  operator.NewScheme(),
-		Metrics: metricsOpts,
-		// The operator watches every pod: keep only what it reads.
-		Cache:                   operator.CacheOptions(),
-		WebhookServer:           webhookServer,
-		HealthProbeBindAddress:  o.probeAddr,
-		LeaderElection:          o.enableLeaderElection,
-		LeaderElectionID:        "manager.fixity.dev",
-		LeaderElectionNamespace: operatorNamespace(),
-		// Release the lease on shutdown so that a rolling update hands over at once.
-		LeaderElectionReleaseOnCancel: true,
-	})
+	opts := operator.Options{Self: self, Namespace: operatorNamespace(), ReplacementTimeout: o.replacementTimeout}
+	mgrOpts := operator.ManagerOptions(opts)
+	mgrOpts.Metrics, mgrOpts.WebhookServer = metricsOpts, webhookServer
+	mgrOpts.HealthProbeBindAddress, mgrOpts.LeaderElection = o.probeAddr, o.enableLeaderElection
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
@@ -161,7 +160,14 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	if err := operator.Setup(mgr, operator.Options{Self: self, Namespace: operatorNamespace()}); err != nil {
+	deps, err := operator.NewDeps(mgr, opts)
+	if err != nil {
+		return err
+	}
+	if err := controllers.Setup(mgr, deps); err != nil {
+		return err
+	}
+	if err := webhooks.Setup(mgr, deps); err != nil {
 		return err
 	}
 

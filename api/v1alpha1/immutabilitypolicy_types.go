@@ -351,6 +351,15 @@ type DriftRules struct {
 	// +kubebuilder:validation:Maximum=100
 	// +optional
 	MaxDriftedPercent *int32 `json:"maxDriftedPercent,omitempty"`
+
+	// evictUnadmittable says what happens to a drifted pod whose replacement would be denied
+	// now (its owner's pod template, or a bare pod's admitted spec, fails admission): false
+	// (default) keeps the pod and reports it (ReplacementWouldBeDenied), so that replacing it
+	// cannot take the workload down; true evicts it anyway, still one pod of an owner at a time,
+	// for teams that rank a revoked signature above availability.
+	// +kubebuilder:default=false
+	// +optional
+	EvictUnadmittable *bool `json:"evictUnadmittable,omitempty"`
 }
 
 // ImmutabilityPolicyStatus is the observed state of an ImmutabilityPolicy.
@@ -377,6 +386,12 @@ type ImmutabilityPolicyStatus struct {
 	// replacedPods is the number of pods replaced since the policy was created.
 	// +optional
 	ReplacedPods int64 `json:"replacedPods"`
+
+	// heldPods is the number of drifted pods kept running because replacing them now would
+	// hurt the workload: their replacement would be denied, or their owner has not recovered
+	// from the last replacement. Condition ReplacementsProceeding says which and why.
+	// +optional
+	HeldPods int32 `json:"heldPods"`
 }
 
 // ImmutabilityPolicy says what may run in the namespaces it matches, and how pods that drift

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -25,8 +26,8 @@ import (
 type Reconciler struct {
 	client.Client
 	Events recorder.EventRecorder
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is read once per reconcile, so that the phase and the requeue agree.
+	Clock clock.PassiveClock
 }
 
 // +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants,verbs=get;list;watch;update;patch
@@ -54,16 +55,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	helper := patch.NewHelper(g, r.Client)
 	defer func() {
-		g.Status.ObservedGeneration = g.Generation
+		// observedGeneration says the status is this generation's verdict: not after a
+		// failure that will be retried.
+		if retErr == nil {
+			g.Status.ObservedGeneration = g.Generation
+		}
 		if err := helper.PatchStatus(ctx, g); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
 
+	now := r.Clock.Now()
 	var errs []error
 	for _, sub := range []func(context.Context, *fixityv1.AccessGrant) error{
 		r.reconcileRequester,
-		r.reconcilePhase,
+		func(ctx context.Context, g *fixityv1.AccessGrant) error { return r.reconcilePhase(ctx, g, now) },
 		r.reconcileTaints,
 	} {
 		if err := sub(ctx, g); err != nil {
@@ -76,17 +82,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, err
 	}
 	if g.Status.Phase == fixityv1.GrantActive {
-		// Wake up exactly when the grant ends; no polling.
-		return ctrl.Result{RequeueAfter: grants.ExpiresAt(g).Sub(r.now())}, nil
+		// Wake up exactly when the grant ends; no polling. Active at now means it ends after
+		// now, so the wait is positive.
+		return ctrl.Result{RequeueAfter: max(grants.ExpiresAt(g).Sub(now), time.Millisecond)}, nil
 	}
 	return ctrl.Result{}, nil
-}
-
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
 }
 
 func (r *Reconciler) reconcileRequester(_ context.Context, g *fixityv1.AccessGrant) error {
@@ -98,11 +98,11 @@ func (r *Reconciler) reconcileRequester(_ context.Context, g *fixityv1.AccessGra
 	return nil
 }
 
-func (r *Reconciler) reconcilePhase(ctx context.Context, g *fixityv1.AccessGrant) error {
+func (r *Reconciler) reconcilePhase(ctx context.Context, g *fixityv1.AccessGrant, now time.Time) error {
 	expires := grants.ExpiresAt(g)
 	g.Status.ExpiresAt = &metav1.Time{Time: expires}
 	was := g.Status.Phase
-	if grants.Active(g, r.now()) {
+	if grants.Active(g, now) {
 		g.Status.Phase = fixityv1.GrantActive
 		return nil
 	}
@@ -170,7 +170,7 @@ func (r *Reconciler) revoke(ctx context.Context, g *fixityv1.AccessGrant) error 
 // announceEnd emits an Event on the grant and on each pod it let someone into: those pods are
 // now due for replacement.
 func (r *Reconciler) announceEnd(ctx context.Context, g *fixityv1.AccessGrant, how string) {
-	r.Events.Eventf(g, nil, corev1.EventTypeNormal, "GrantEnded", "End", "Grant %s; %d session(s) recorded", how, len(g.Status.Sessions))
+	r.Events.Eventf(g, nil, corev1.EventTypeNormal, fixityv1.EventGrantEnded, "End", "Grant %s; %d session(s) recorded", how, len(g.Status.Sessions))
 	seen := map[string]bool{}
 	for _, s := range g.Status.Sessions {
 		if seen[s.Pod] {
@@ -181,7 +181,7 @@ func (r *Reconciler) announceEnd(ctx context.Context, g *fixityv1.AccessGrant, h
 		if err := r.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: s.Pod}, pod); err != nil {
 			continue
 		}
-		r.Events.Eventf(pod, g, corev1.EventTypeWarning, "ReplacementDue", "End",
+		r.Events.Eventf(pod, g, corev1.EventTypeWarning, fixityv1.EventReplacementDue, "End",
 			"Grant %s/%s %s; this pod was accessed interactively and must be replaced by a fresh one", g.Namespace, g.Name, how)
 	}
 }
@@ -191,7 +191,7 @@ func setReady(g *fixityv1.AccessGrant, err error) {
 	cond := metav1.Condition{Type: fixityv1.ReadyCondition, ObservedGeneration: g.Generation}
 	switch {
 	case err != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "ReconcileError", err.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, err.Error()
 	case g.Status.Phase == fixityv1.GrantActive:
 		cond.Status, cond.Reason = metav1.ConditionTrue, string(fixityv1.GrantActive)
 		cond.Message = fmt.Sprintf("%s may use %v until %s", g.Status.Requester, g.Spec.Access, g.Status.ExpiresAt.UTC().Format(time.RFC3339))

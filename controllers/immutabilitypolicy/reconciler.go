@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -24,6 +28,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/images"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/patch"
 )
 
@@ -63,6 +68,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	policy := &fixityv1.ImmutabilityPolicy{}
 	if err := r.Get(ctx, req.NamespacedName, policy); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.ForgetPolicy(req.Name) // a policy's series go with the policy
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !policy.DeletionTimestamp.IsZero() {
@@ -71,7 +79,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	helper := patch.NewHelper(policy, r.Client)
 	defer func() {
-		policy.Status.ObservedGeneration = policy.Generation
+		// observedGeneration says the status is this generation's verdict: not after a
+		// failure that will be retried.
+		if retErr == nil {
+			policy.Status.ObservedGeneration = policy.Generation
+		}
 		if err := helper.PatchStatus(ctx, policy); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, err)
 		}
@@ -100,7 +112,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	return ctrl.Result{}, err
 }
 
-// reconcileDrift publishes the drift counts and the circuit breaker's state.
+// reconcileDrift publishes the drift counts, the circuit breaker's state (condition and gauge,
+// here only) and the drifted pods held back.
 func (r *Reconciler) reconcileDrift(_ context.Context, p *fixityv1.ImmutabilityPolicy) error {
 	if r.Drift == nil {
 		return nil
@@ -113,14 +126,55 @@ func (r *Reconciler) reconcileDrift(_ context.Context, p *fixityv1.ImmutabilityP
 	}
 	allowed, msg := drift.Breaker(p, matched, drifted)
 	cond.Message = msg
+	metrics.BreakerOpen.WithLabelValues(p.Name).Set(0)
 	if !allowed {
 		cond.Status, cond.Reason = metav1.ConditionFalse, fixityv1.TooManyDriftedReason
+		metrics.BreakerOpen.WithLabelValues(p.Name).Set(1)
 	}
 	if !drift.Replaces(p) {
 		cond.Message = "Drifted pods are reported, not replaced (" + reportReason(p) + "); " + msg
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
+	meta.SetStatusCondition(&p.Status.Conditions, heldCondition(p, r.Drift.Held(p.Name)))
 	return nil
+}
+
+// maxHeldShown bounds how many held pods the condition message names.
+const maxHeldShown = 3
+
+// heldCondition says whether every drifted pod the policy would replace can be, and if not,
+// which are kept and what to fix, most common reason first.
+func heldCondition(p *fixityv1.ImmutabilityPolicy, held map[types.NamespacedName]drift.Hold) metav1.Condition {
+	p.Status.HeldPods = int32(len(held))
+	byReason := map[string]int{}
+	for _, h := range held {
+		byReason[h.Reason]++
+	}
+	for _, reason := range []string{fixityv1.ReplacementWouldBeDeniedReason, fixityv1.ReplacementStuckReason} {
+		metrics.HeldPods.WithLabelValues(p.Name, reason).Set(float64(byReason[reason]))
+	}
+	cond := metav1.Condition{
+		Type: fixityv1.ReplacementsProceedingCondition, Status: metav1.ConditionTrue, Reason: fixityv1.ProceedingReason,
+		Message: "No drifted pod is held back", ObservedGeneration: p.Generation,
+	}
+	if len(held) == 0 {
+		return cond
+	}
+	keys := slices.SortedFunc(maps.Keys(held), func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+	reason := fixityv1.ReplacementWouldBeDeniedReason
+	if byReason[fixityv1.ReplacementStuckReason] > byReason[reason] {
+		reason = fixityv1.ReplacementStuckReason
+	}
+	var lines []string
+	for _, k := range keys[:min(len(keys), maxHeldShown)] {
+		lines = append(lines, held[k].Message)
+	}
+	if len(keys) > maxHeldShown {
+		lines = append(lines, fmt.Sprintf("and %d more", len(keys)-maxHeldShown))
+	}
+	cond.Status, cond.Reason = metav1.ConditionFalse, reason
+	cond.Message = fmt.Sprintf("%d drifted pods are kept running: %s", len(held), strings.Join(lines, " | "))
+	return cond
 }
 
 func reportReason(p *fixityv1.ImmutabilityPolicy) string {
@@ -178,7 +232,7 @@ func setReady(p *fixityv1.ImmutabilityPolicy, err error) {
 	case errors.As(err, &invalid):
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.InvalidSpecReason, invalid.msg
 	case err != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "ReconcileError", err.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, err.Error()
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 }

@@ -2,16 +2,18 @@ package admit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/metrics"
 )
 
 // Violation is one rule of one policy that an object breaks.
@@ -69,21 +71,11 @@ type Request struct {
 	Stripped map[string]string
 }
 
-var violations = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Name: "fixity_admission_violations_total",
-	Help: "Policy violations found at admission, by policy, rule and mode (Enforce ones were denied, Audit ones warned).",
-}, []string{"policy", "rule", "mode"})
-
-func init() {
-	metrics.Registry.MustRegister(violations)
-}
-
 // Response denies when any violation comes from a policy in Enforce mode, listing one line per
 // Enforce violation; Audit violations come back as warnings either way, so kubectl prints them.
 func Response(vs []Violation) admission.Response {
 	var deny, warn []string
 	for _, v := range vs {
-		violations.WithLabelValues(v.Policy, v.Rule, string(v.Mode)).Inc()
 		if v.Mode == fixityv1.ModeAudit {
 			warn = append(warn, "audit: "+v.String())
 			continue
@@ -97,6 +89,36 @@ func Response(vs []Violation) admission.Response {
 		resp = admission.Allowed("")
 	}
 	return resp.WithWarnings(warn...)
+}
+
+// Count adds vs, found by one admission decision of webhook, to the violations metric. Only
+// real decisions count: not dry runs (kubectl apply --dry-run=server, `kubectl fixity`), not a
+// reinvocation of the same webhook for the same object, and not the Audit warnings on an object
+// a controller made from a template (the pods of a Deployment, its ReplicaSets): they were
+// counted once, on the object whose template it is. Enforce denials always count: each is
+// something that did not run.
+func Count(webhook string, req admission.Request, reinvoked bool, vs []Violation) {
+	if ptr.Deref(req.DryRun, false) || reinvoked {
+		return
+	}
+	derived := hasController(req.Object.Raw)
+	for _, v := range vs {
+		if derived && v.Mode == fixityv1.ModeAudit {
+			continue
+		}
+		metrics.AdmissionViolations.WithLabelValues(webhook, v.Policy, v.Rule, string(v.Mode)).Inc()
+	}
+}
+
+// hasController reports whether the object in raw names a controller among its owners.
+func hasController(raw []byte) bool {
+	var obj struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return false
+	}
+	return metav1.GetControllerOfNoCopy(&obj.Metadata) != nil
 }
 
 // Denies reports whether any of vs comes from a policy in Enforce mode.

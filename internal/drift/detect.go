@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -45,8 +46,11 @@ type Detector struct {
 	// Registry and Keychains look up multi-arch indexes (ImageDigest).
 	Registry  *images.Registry
 	Keychains *images.Keychains
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Versions tells the current records version: a spec hash of another version is no
+	// evidence of drift.
+	Versions *admitted.Versions
+	// Clock tells whether grants are still active; nil means the real clock.
+	Clock clock.PassiveClock
 
 	indexes *cache.LRUExpireCache
 }
@@ -81,7 +85,7 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, p *fixityv1.Immu
 		case fixityv1.CheckInteractiveAccess:
 			fs, err = d.interactiveAccess(ctx, pod)
 		case fixityv1.CheckSpecChange:
-			fs, err = specChange(pod)
+			fs, err = d.specChange(ctx, pod)
 		case fixityv1.CheckUnverified:
 			fs, err = d.unverified(ctx, pod, p)
 		}
@@ -264,14 +268,14 @@ func (d *Detector) taintGrantActive(ctx context.Context, pod *corev1.Pod) (bool,
 	if err := d.Reader.Get(ctx, nn, g); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
-	now := time.Now
-	if d.Now != nil {
-		now = d.Now
+	var c clock.PassiveClock = clock.RealClock{}
+	if d.Clock != nil {
+		c = d.Clock
 	}
-	return grants.Active(g, now()), nil
+	return grants.Active(g, c.Now()), nil
 }
 
-func specChange(pod *corev1.Pod) ([]Finding, error) {
+func (d *Detector) specChange(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {
 	recorded, ok := pod.Annotations[fixityv1.SpecHashAnnotation]
 	if !ok {
 		return nil, nil
@@ -282,6 +286,22 @@ func specChange(pod *corev1.Pod) ([]Finding, error) {
 	}
 	if now == recorded {
 		return nil, nil
+	}
+	// A hash of another records version, or taken under another Kubernetes version (which may
+	// default fields it did not know), says nothing: the drift controller stamps it again. The
+	// version is asked afresh before a mismatch is called drift, in case the API server was
+	// upgraded within the minute.
+	if d.Versions != nil {
+		stamp := admitted.StampOf(pod)
+		for _, fresh := range []bool{false, true} {
+			current, err := d.Versions.Current(ctx, fresh)
+			if err != nil {
+				return nil, err
+			}
+			if stamp != current {
+				return nil, nil
+			}
+		}
 	}
 	return []Finding{{fixityv1.CheckSpecChange, "the containers were changed in place since admission (" + fixityv1.SpecHashAnnotation + " no longer matches)"}}, nil
 }

@@ -14,6 +14,19 @@ type PodState struct {
 	Findings map[string][]Finding
 	// Generations holds, per policy name, the policy generation the findings are for.
 	Generations map[string]int64
+	// Held is set while the drifted pod is kept running because replacing it now would hurt
+	// its workload; nil otherwise.
+	Held *Hold
+}
+
+// Hold says why a drifted pod is kept: its replacement would be denied, or its owner is stuck.
+type Hold struct {
+	// Reason is fixityv1.ReplacementWouldBeDeniedReason or fixityv1.ReplacementStuckReason.
+	Reason string
+	// Message says what to fix, naming the owner.
+	Message string
+	// Policies are the policies that would replace the pod.
+	Policies []string
 }
 
 // EvaluatedUnder reports whether the state holds findings of generation gen of policy.
@@ -47,10 +60,14 @@ func NewTracker() *Tracker {
 	return &Tracker{pods: map[types.NamespacedName]PodState{}}
 }
 
-// Set records the state of a pod and reports whether it changed.
+// Set records the state of a pod and reports whether it changed. A hold (SetHeld) is kept while
+// the pod stays drifted.
 func (t *Tracker) Set(key types.NamespacedName, s PodState) bool {
 	t.mu.Lock()
 	old, had := t.pods[key]
+	if s.Held == nil && s.Drifted() {
+		s.Held = old.Held
+	}
 	t.pods[key] = s
 	t.mu.Unlock()
 	changed := !had || !equalState(old, s)
@@ -96,6 +113,36 @@ func (t *Tracker) Counts(policy string) (matched, drifted int) {
 	return matched, drifted
 }
 
+// SetHeld records why a tracked pod is held (nil: it is not) and reports whether that changed.
+// An untracked pod is left alone.
+func (t *Tracker) SetHeld(key types.NamespacedName, h *Hold) bool {
+	t.mu.Lock()
+	s, ok := t.pods[key]
+	if !ok || equalHold(s.Held, h) {
+		t.mu.Unlock()
+		return false
+	}
+	old := s
+	s.Held = h
+	t.pods[key] = s
+	t.mu.Unlock()
+	t.notify(old, s)
+	return true
+}
+
+// Held returns the holds of the pods policy would replace, by pod.
+func (t *Tracker) Held(policy string) map[types.NamespacedName]Hold {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := map[types.NamespacedName]Hold{}
+	for key, s := range t.pods {
+		if s.Held != nil && slices.Contains(s.Held.Policies, policy) && len(s.Findings[policy]) > 0 {
+			out[key] = *s.Held
+		}
+	}
+	return out
+}
+
 // Drifted returns the pods drifted under policy.
 func (t *Tracker) Drifted(policy string) []types.NamespacedName {
 	t.mu.RLock()
@@ -126,7 +173,17 @@ func (t *Tracker) notify(old, updated PodState) {
 	}
 }
 
+func equalHold(a, b *Hold) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Reason == b.Reason && a.Message == b.Message && slices.Equal(a.Policies, b.Policies)
+}
+
 func equalState(a, b PodState) bool {
+	if !equalHold(a.Held, b.Held) {
+		return false
+	}
 	if len(a.Findings) != len(b.Findings) || len(a.Generations) != len(b.Generations) {
 		return false
 	}

@@ -21,10 +21,10 @@ import (
 
 // RequesterAnnotation records who created a grant. The AccessGrant webhook sets it from the
 // admission request and rejects any change to it by anyone but the operator.
-const RequesterAnnotation = fixityv1.Prefix + "requester"
+const RequesterAnnotation = fixityv1.RequesterAnnotation
 
 // Finalizer keeps a deleted grant until the operator has revoked it.
-const Finalizer = fixityv1.Prefix + "revoke"
+const Finalizer = fixityv1.GrantFinalizer
 
 // DefaultDuration applies when a grant's duration is unset (the schema defaults it too).
 const DefaultDuration = 5 * time.Minute
@@ -135,6 +135,9 @@ func displayUser(u string) string {
 // and an Event on the grant and on the pod.
 type Recorder struct {
 	Client client.Client
+	// Reader reads the grant from the API server in the conflict loop: re-reading a stale cached
+	// copy would conflict again on every try, and the access would be denied as unauditable.
+	Reader client.Reader
 	Events recorder.EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -162,7 +165,7 @@ func (r *Recorder) Record(ctx context.Context, g *fixityv1.AccessGrant, pod *cor
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur := &fixityv1.AccessGrant{}
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(g), cur); err != nil {
+		if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(g), cur); err != nil {
 			return err
 		}
 		before := cur.DeepCopy()
@@ -177,8 +180,8 @@ func (r *Recorder) Record(ctx context.Context, g *fixityv1.AccessGrant, pod *cor
 		return fmt.Errorf("recording %s session on grant %s/%s: %w", access, g.Namespace, g.Name, err)
 	}
 	note := fmt.Sprintf("%s by %s on pod %s under grant %s/%s (reason: %s)", access, user, pod.Name, g.Namespace, g.Name, g.Spec.Reason)
-	r.Events.Eventf(g, pod, corev1.EventTypeWarning, "AccessGranted", string(access), note)
-	r.Events.Eventf(pod, g, corev1.EventTypeWarning, "InteractiveAccess", string(access), note)
+	r.Events.Eventf(g, pod, corev1.EventTypeWarning, fixityv1.EventAccessGranted, string(access), note)
+	r.Events.Eventf(pod, g, corev1.EventTypeWarning, fixityv1.EventInteractiveAccess, string(access), note)
 	return nil
 }
 

@@ -52,6 +52,8 @@ type Images struct {
 	Keychains   *Keychains
 	// Pins keeps the pods of one owner on one digest; nil resolves every pod on its own.
 	Pins *Pins
+	// Versions stamps the records with their version (fixity.dev/record-version).
+	Versions *admitted.Versions
 
 	once    sync.Once
 	tags    *cache.LRUExpireCache
@@ -298,6 +300,7 @@ func (m *Images) MutatePod(ctx context.Context, policies []fixityv1.Immutability
 	}
 	setAnnotation(pod, fixityv1.VerifiedAnnotation, enc)
 	setAnnotation(pod, fixityv1.SpecHashAnnotation, hash)
+	setAnnotation(pod, fixityv1.RecordVersionAnnotation, m.stamp(ctx).String())
 	return nil
 }
 
@@ -424,4 +427,17 @@ func originalImageKey(container string) string {
 		n = n[:54] + "-" + hex.EncodeToString(sum[:4])
 	}
 	return fixityv1.Prefix + n
+}
+
+// stamp is the version the records are written under. Not knowing the API server's version
+// never denies a pod: a stamp that is not current is only stamped again later, never drift.
+func (m *Images) stamp(ctx context.Context) admitted.Stamp {
+	if m.Versions != nil {
+		s, err := m.Versions.Current(ctx, false)
+		if err == nil {
+			return s
+		}
+		ctrl.LoggerFrom(ctx).Error(err, "Stamping the records with an unknown Kubernetes version")
+	}
+	return admitted.Stamp{Records: admitted.RecordsVersion, Kubernetes: "unknown"}
 }

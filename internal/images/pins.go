@@ -89,7 +89,7 @@ func (p *Pins) Pin(ctx context.Context, pod *corev1.Pod, owner *metav1.OwnerRefe
 			cm = &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{
 					Namespace: namespace, Name: nn.Name,
-					Labels: map[string]string{fixityv1.Prefix + "pins": "true"},
+					Labels: map[string]string{fixityv1.PinsLabel: "true"},
 					OwnerReferences: []metav1.OwnerReference{{
 						APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, UID: owner.UID,
 					}},

@@ -7,13 +7,15 @@ import (
 )
 
 // CacheOptions keeps the manager's informer cache lean: it holds every pod of the cluster, so
-// each pod keeps only what the operator reads. Code that needs a whole pod (recreating a bare
-// pod) reads it from the API server.
-func CacheOptions() cache.Options {
+// each pod keeps only what the operator reads; code that needs a whole pod (recreating a bare
+// pod) reads it from the API server. ConfigMaps are cached only in the operator's namespace,
+// where its records are (saved specs, the replacement ledger): never every ConfigMap.
+func CacheOptions(namespace string) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Transform: TrimPod},
+			&corev1.Pod{}:       {Transform: TrimPod},
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{namespace: {}}},
 		},
 	}
 }

@@ -2,30 +2,29 @@ package operator
 
 import (
 	"fmt"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
-	"github.com/fixity-dev/fixity/controllers/accessgrant"
-	driftcontroller "github.com/fixity-dev/fixity/controllers/drift"
-	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
 	"github.com/fixity-dev/fixity/internal/admit"
+	"github.com/fixity-dev/fixity/internal/admitted"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/lockdown"
 	"github.com/fixity-dev/fixity/internal/policy"
-	accessgrantwebhook "github.com/fixity-dev/fixity/webhooks/accessgrant"
-	"github.com/fixity-dev/fixity/webhooks/podaccess"
-	"github.com/fixity-dev/fixity/webhooks/pods"
-	"github.com/fixity-dev/fixity/webhooks/workloads"
+	"github.com/fixity-dev/fixity/internal/remediation"
 )
 
 // NewScheme returns a scheme with the Kubernetes built-in kinds and Fixity's kinds.
@@ -36,87 +35,122 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
-// Options are what the controllers and webhooks need to know about the running operator.
+// Options configure the running operator.
 type Options struct {
 	// Self is the operator's own identity, learned from the API server (SelfSubjectReview).
 	Self authenticationv1.UserInfo
-	// Namespace is the operator's own namespace; empty means fixity-system.
+	// Namespace is the operator's own namespace; empty means fixity-system. It is exempt from
+	// every policy and holds the operator's records (saved pod specs, the replacement ledger,
+	// the leader lease).
 	Namespace string
+	// ReplacementTimeout is how long an owner may take to recover from a replacement before
+	// it is reported stuck; 0 means remediation.DefaultReplacementTimeout.
+	ReplacementTimeout time.Duration
+	// Clock is the operator's clock; nil means the real one.
+	Clock clock.Clock
 }
 
-// Setup registers every controller and webhook with mgr.
-func Setup(mgr ctrl.Manager, o Options) error {
+func (o *Options) defaults() {
 	if o.Namespace == "" {
 		o.Namespace = fixityv1.OperatorNamespace
 	}
-	// Drift counts flow from the drift controller to the policies' status through the tracker;
-	// the channel wakes the policy controller when they change.
-	tracker := drift.NewTracker()
-	driftChanged := make(chan event.GenericEvent, 1024)
-	tracker.OnChange = func(policies []string) {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+}
+
+// ManagerOptions are the manager options every caller shares: the scheme, the lean cache, and
+// leader election in the operator's namespace. Callers add servers (metrics, webhook, probes).
+func ManagerOptions(o Options) ctrl.Options {
+	o.defaults()
+	return ctrl.Options{
+		Scheme: NewScheme(),
+		// The operator watches every pod: keep only what it reads.
+		Cache:                   CacheOptions(o.Namespace),
+		LeaderElectionID:        "manager.fixity.dev",
+		LeaderElectionNamespace: o.Namespace,
+		// Release the lease on shutdown so that a rolling update hands over at once.
+		LeaderElectionReleaseOnCancel: true,
+	}
+}
+
+// Deps are the pieces the controllers and webhooks share: one matcher, one image verifier with
+// its caches, one drift tracker between the drift and policy controllers.
+type Deps struct {
+	Options
+	Events  recorder.EventRecorder
+	Matcher *policy.Matcher
+	// Images are the image rules (resolve, allowedRegistries, signatures) with their caches.
+	Images   *images.Images
+	Registry *images.Registry
+	Versions *admitted.Versions
+	// Mutators, Checks and Guards are what the pod and workload webhooks run; drift runs Checks
+	// on pods it did not admit and on the replacements of drifted pods.
+	Mutators    []admit.Mutator
+	Checks      []admit.Check
+	Guards      []admit.Guard
+	Annotations *lockdown.AnnotationGuard
+	Access      *lockdown.Access
+	Detector    *drift.Detector
+	// Tracker holds what drift detection found per pod; DriftChanged names the policies whose
+	// counts changed, to wake the policy controller.
+	Tracker      *drift.Tracker
+	DriftChanged chan event.GenericEvent
+	Census       *remediation.Census[types.NamespacedName]
+	Ledger       *remediation.Ledger
+}
+
+// NewDeps builds the shared dependencies for mgr.
+func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
+	o.defaults()
+	d := &Deps{Options: o, Events: mgr.GetEventRecorder("fixity"), Census: &remediation.Census[types.NamespacedName]{}}
+	d.Matcher = &policy.Matcher{Reader: mgr.GetClient(), OperatorNamespace: o.Namespace}
+
+	d.Tracker = drift.NewTracker()
+	d.DriftChanged = make(chan event.GenericEvent, 1024)
+	d.Tracker.OnChange = func(policies []string) {
 		for _, name := range policies {
 			select {
-			case driftChanged <- event.GenericEvent{Object: &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+			case d.DriftChanged <- event.GenericEvent{Object: &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
 			default: // full: the policy controller's periodic resync catches up
 			}
 		}
 	}
-	if err := (&immutabilitypolicy.Reconciler{Client: mgr.GetClient(), Drift: tracker, DriftChanged: driftChanged}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
-	}
-	events := mgr.GetEventRecorder("fixity")
-	if err := (&accessgrant.Reconciler{Client: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the AccessGrant controller: %w", err)
-	}
+	d.Ledger = &remediation.Ledger{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}
 
-	matcher := &policy.Matcher{Reader: mgr.GetClient()}
 	podSecurity, err := lockdown.NewPodSecurity()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	access := &lockdown.Access{
+	d.Access = &lockdown.Access{
 		Finder:   &grants.Finder{Reader: mgr.GetClient()},
-		Recorder: &grants.Recorder{Client: mgr.GetClient(), Events: events},
+		Recorder: &grants.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: d.Events},
 	}
-	annotations := &lockdown.AnnotationGuard{Operator: o.Self.Username}
+	d.Annotations = &lockdown.AnnotationGuard{Operator: o.Self.Username}
 	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
-		return fmt.Errorf("creating a clientset for registry credentials: %w", err)
+		return nil, fmt.Errorf("creating a clientset for registry credentials: %w", err)
 	}
-	registry := &images.Registry{}
-	imageRules := &images.Images{
-		Registry:    registry,
-		Verifier:    &images.Verifier{Registry: registry},
+	d.Versions = &admitted.Versions{Server: clientset.Discovery(), Clock: o.Clock}
+	d.Registry = &images.Registry{}
+	d.Images = &images.Images{
+		Registry:    d.Registry,
+		Verifier:    &images.Verifier{Registry: d.Registry},
 		Authorities: &images.Authorities{Reader: mgr.GetAPIReader()},
 		Keychains:   &images.Keychains{Client: clientset},
 		Pins:        images.NewPins(mgr.GetClient(), mgr.GetAPIReader()),
+		Versions:    d.Versions,
 	}
 
 	// Each admission concern contributes checks (and mutations) that the pod and workload
 	// webhooks run for every matching policy. The annotation guard mutates first: it drops
 	// user-written fixity.dev/* annotations before the operator's own are added; the image
 	// rules mutate last, so the spec-hash they record is of the pod as admitted.
-	var (
-		mutators = []admit.Mutator{annotations, imageRules}
-		checks   = []admit.Check{podSecurity, imageRules}
-		// Guards hold whatever the policies say, on pod updates and on status updates alike.
-		guards = []admit.Guard{annotations, &lockdown.LabelGuard{Matcher: matcher, Operator: o.Self.Username}}
-	)
-	pods.Register(mgr,
-		&pods.Mutator{Matcher: matcher, Mutators: mutators},
-		&pods.Validator{Matcher: matcher, Guards: guards, Checks: checks, Access: access},
-		&pods.Metadata{Matcher: matcher, Annotations: annotations, Guards: guards})
-	workloads.Register(mgr, matcher, checks)
-
-	keychains := imageRules.Keychains
-	detector := drift.NewDetector(mgr.GetClient(), imageRules, checks, registry, keychains)
-	if err := (&driftcontroller.Reconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: matcher,
-		Detector: detector, Tracker: tracker, Events: events, Namespace: o.Namespace,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the drift controller: %w", err)
-	}
-	podaccess.Register(mgr, matcher, access)
-	accessgrantwebhook.Register(mgr, matcher, o.Self.Username)
-	return nil
+	d.Mutators = []admit.Mutator{d.Annotations, d.Images}
+	d.Checks = []admit.Check{podSecurity, d.Images}
+	// Guards hold whatever the policies say, on pod updates and on status updates alike.
+	d.Guards = []admit.Guard{d.Annotations, &lockdown.LabelGuard{Matcher: d.Matcher, Operator: o.Self.Username}}
+	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)
+	d.Detector.Versions, d.Detector.Clock = d.Versions, o.Clock
+	return d, nil
 }

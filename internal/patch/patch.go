@@ -22,9 +22,18 @@ func NewHelper(obj client.Object, c client.Client) *Helper {
 	return &Helper{client: c, before: obj.DeepCopyObject().(client.Object)}
 }
 
-// PatchStatus sends the status difference between the snapshot and obj, if any.
+// PatchStatus sends the status difference between the snapshot and obj, if any: an unchanged
+// status costs the API server nothing (no "{}" patch per reconcile).
 func (h *Helper) PatchStatus(ctx context.Context, obj client.Object) error {
-	if err := h.client.Status().Patch(ctx, obj, client.MergeFrom(h.before)); err != nil {
+	p := client.MergeFrom(h.before)
+	data, err := p.Data(obj)
+	if err != nil {
+		return fmt.Errorf("computing the status patch of %s: %w", client.ObjectKeyFromObject(obj), err)
+	}
+	if string(data) == "{}" {
+		return nil
+	}
+	if err := h.client.Status().Patch(ctx, obj, client.RawPatch(p.Type(), data)); err != nil {
 		return fmt.Errorf("patching status of %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	return nil

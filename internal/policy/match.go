@@ -13,21 +13,28 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 )
 
-// alwaysExcluded are never enforced, whatever a policy says: enforcing the control plane could
-// take the cluster down, and enforcing ourselves could lock the operator out of its own repair.
-var alwaysExcluded = []string{"kube-system", "kube-public", "kube-node-lease", fixityv1.OperatorNamespace}
+// controlPlane are never enforced, whatever a policy says: enforcing them could take the cluster
+// down. The operator's own namespace is never enforced either (Matcher.OperatorNamespace), or
+// the operator could lock itself out of its own repair.
+var controlPlane = []string{"kube-system", "kube-public", "kube-node-lease"}
 
-// AlwaysExcluded reports whether namespace is one that no policy may cover.
-func AlwaysExcluded(namespace string) bool {
-	return slices.Contains(alwaysExcluded, namespace)
+// AlwaysExcludedNamespaces returns the namespaces no policy may cover when the operator runs in
+// operatorNamespace (empty: fixity-system).
+func AlwaysExcludedNamespaces(operatorNamespace string) []string {
+	if operatorNamespace == "" {
+		operatorNamespace = fixityv1.OperatorNamespace
+	}
+	return append(slices.Clone(controlPlane), operatorNamespace)
 }
 
-// AlwaysExcludedNamespaces returns the namespaces no policy may cover.
-func AlwaysExcludedNamespaces() []string { return slices.Clone(alwaysExcluded) }
+// Excluded reports whether namespace is one that no policy may cover.
+func (m *Matcher) Excluded(namespace string) bool {
+	return slices.Contains(AlwaysExcludedNamespaces(m.OperatorNamespace), namespace)
+}
 
 // MatchesNamespace reports whether p applies to some pods in ns (its podSelector aside).
-func MatchesNamespace(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace) (bool, error) {
-	if AlwaysExcluded(ns.Name) || slices.Contains(p.Spec.Match.ExcludeNamespaces, ns.Name) {
+func (m *Matcher) MatchesNamespace(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace) (bool, error) {
+	if m.Excluded(ns.Name) || slices.Contains(p.Spec.Match.ExcludeNamespaces, ns.Name) {
 		return false, nil
 	}
 	ok, err := selectorMatches(p.Spec.Match.NamespaceSelector, ns.Labels)
@@ -39,8 +46,8 @@ func MatchesNamespace(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace) (boo
 
 // Matches reports whether p applies to a pod with podLabels in ns. A selector that does not
 // parse is an error naming the policy and field, never a silent non-match.
-func Matches(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace, podLabels map[string]string) (bool, error) {
-	ok, err := MatchesNamespace(p, ns)
+func (m *Matcher) Matches(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace, podLabels map[string]string) (bool, error) {
+	ok, err := m.MatchesNamespace(p, ns)
 	if err != nil || !ok {
 		return false, err
 	}
@@ -67,11 +74,14 @@ func selectorMatches(sel *metav1.LabelSelector, set map[string]string) (bool, er
 // (normally the manager's cache).
 type Matcher struct {
 	Reader client.Reader
+	// OperatorNamespace is the operator's own namespace, never enforced; empty means
+	// fixity-system.
+	OperatorNamespace string
 }
 
 // ForNamespace returns the policies that apply to some pods in namespace.
 func (m *Matcher) ForNamespace(ctx context.Context, namespace string) ([]fixityv1.ImmutabilityPolicy, error) {
-	return m.find(ctx, namespace, MatchesNamespace)
+	return m.find(ctx, namespace, m.MatchesNamespace)
 }
 
 // ForPod returns the policies that apply to a pod with podLabels in namespace, sorted by name so
@@ -79,12 +89,12 @@ func (m *Matcher) ForNamespace(ctx context.Context, namespace string) ([]fixityv
 // callers fail closed.
 func (m *Matcher) ForPod(ctx context.Context, namespace string, podLabels map[string]string) ([]fixityv1.ImmutabilityPolicy, error) {
 	return m.find(ctx, namespace, func(p *fixityv1.ImmutabilityPolicy, ns *corev1.Namespace) (bool, error) {
-		return Matches(p, ns, podLabels)
+		return m.Matches(p, ns, podLabels)
 	})
 }
 
 func (m *Matcher) find(ctx context.Context, namespace string, match func(*fixityv1.ImmutabilityPolicy, *corev1.Namespace) (bool, error)) ([]fixityv1.ImmutabilityPolicy, error) {
-	if AlwaysExcluded(namespace) {
+	if m.Excluded(namespace) {
 		return nil, nil
 	}
 	var list fixityv1.ImmutabilityPolicyList

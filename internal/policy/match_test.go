@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +38,7 @@ func TestMatches(t *testing.T) {
 		{"kube-public is always excluded", fixityv1.PolicyMatch{}, ns("kube-public", nil), nil, false},
 		{"kube-node-lease is always excluded", fixityv1.PolicyMatch{}, ns("kube-node-lease", nil), nil, false},
 		{"the operator is always excluded", fixityv1.PolicyMatch{NamespaceSelector: &metav1.LabelSelector{}}, ns(fixityv1.OperatorNamespace, nil), nil, false},
+		{"fixity-system is an ordinary namespace when the operator runs elsewhere", fixityv1.PolicyMatch{}, ns(fixityv1.OperatorNamespace, nil), nil, true},
 		{"excludeNamespaces", fixityv1.PolicyMatch{ExcludeNamespaces: []string{"sandbox"}}, ns("sandbox", nil), nil, false},
 		{"namespace selector matches", fixityv1.PolicyMatch{NamespaceSelector: enforce}, ns("shop", map[string]string{"fixity.dev/enforce": "true"}), nil, true},
 		{"namespace selector does not match", fixityv1.PolicyMatch{NamespaceSelector: enforce}, ns("shop", nil), nil, false},
@@ -45,7 +48,11 @@ func TestMatches(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Matches(pol("p", tc.match), tc.ns, tc.pod)
+			m := &Matcher{}
+			if strings.Contains(tc.name, "runs elsewhere") {
+				m.OperatorNamespace = "security"
+			}
+			got, err := m.Matches(pol("p", tc.match), tc.ns, tc.pod)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,11 +65,11 @@ func TestMatches(t *testing.T) {
 
 func TestMatchesNamesTheBrokenSelector(t *testing.T) {
 	bad := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near", Values: []string{"web"}}}}
-	_, err := Matches(pol("prod", fixityv1.PolicyMatch{PodSelector: bad}), ns("shop", nil), nil)
+	_, err := (&Matcher{}).Matches(pol("prod", fixityv1.PolicyMatch{PodSelector: bad}), ns("shop", nil), nil)
 	if err == nil || err.Error()[:len("policy prod: spec.match.podSelector")] != "policy prod: spec.match.podSelector" {
 		t.Fatalf("want an error naming policy prod and spec.match.podSelector, got %v", err)
 	}
-	_, err = Matches(pol("prod", fixityv1.PolicyMatch{NamespaceSelector: bad}), ns("shop", nil), nil)
+	_, err = (&Matcher{}).Matches(pol("prod", fixityv1.PolicyMatch{NamespaceSelector: bad}), ns("shop", nil), nil)
 	if err == nil {
 		t.Fatal("a broken namespaceSelector must be an error, not a non-match")
 	}
@@ -102,4 +109,16 @@ func names(ps []fixityv1.ImmutabilityPolicy) []string {
 		out = append(out, p.Name)
 	}
 	return out
+}
+
+func TestTheOperatorsNamespaceComesFromConfiguration(t *testing.T) {
+	m := &Matcher{OperatorNamespace: "security"}
+	for ns, want := range map[string]bool{"security": true, "kube-system": true, "kube-public": true, "kube-node-lease": true, "fixity-system": false, "shop": false} {
+		if got := m.Excluded(ns); got != want {
+			t.Errorf("Excluded(%q) = %t, want %t", ns, got, want)
+		}
+	}
+	if got := AlwaysExcludedNamespaces(""); !slices.Contains(got, fixityv1.OperatorNamespace) {
+		t.Errorf("AlwaysExcludedNamespaces(\"\") = %v, want fixity-system among them", got)
+	}
 }

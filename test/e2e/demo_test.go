@@ -10,6 +10,7 @@ import (
 
 	"github.com/onsi/gomega"
 
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/test/cluster"
 )
 
@@ -57,10 +58,10 @@ func TestDemo(t *testing.T) {
 	g.Expect(out).To(gomega.ContainSubstring("belongs to alice, not bob"))
 	g.Expect(out).To(gomega.MatchRegexp(`alice Exec web-\S+ `))
 	g.Expect(out).To(gomega.MatchRegexp(`inc-4242\s+Expired\s+alice`))
-	g.Expect(out).To(gomega.ContainSubstring("ReplacementDue"))
+	g.Expect(out).To(gomega.ContainSubstring(fixityv1.EventReplacementDue))
 	// Drift: the pod running another digest, and later the pod alice was in, are replaced.
-	g.Expect(out).To(gomega.MatchRegexp(`DriftDetected\s+\[policy production\] ImageDigest: container "web" runs sha256:[0-9a-f]{64}, not the admitted sha256:`))
-	g.Expect(out).To(gomega.MatchRegexp(`DriftDetected\s+\[policy production\] InteractiveAccess: exec by alice under grant shop/inc-4242, which has ended`))
+	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] ImageDigest: container "web" runs sha256:[0-9a-f]{64}, not the admitted sha256:`))
+	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] InteractiveAccess: exec by alice under grant shop/inc-4242, which has ended`))
 	g.Expect(strings.Count(out, "Drifted pod evicted to be replaced by a fresh one")).To(gomega.Equal(2))
 	g.Expect(readFile(dir, "manager.log")).To(gomega.ContainSubstring(`"Running as"`))
 

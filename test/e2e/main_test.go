@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -29,6 +30,9 @@ var (
 	// metricsAddr is where the manager serves /metrics.
 	metricsAddr string
 )
+
+// replacementTimeout is the manager's --replacement-timeout in these tests.
+const replacementTimeout = 20 * time.Second
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -89,7 +93,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	metricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	mgr.Args = append(mgr.Args, "--metrics-bind-address", metricsAddr, "--metrics-secure=false")
+	mgr.Args = append(mgr.Args, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
+		// Short enough for a test to see an owner reported stuck.
+		"--replacement-timeout", replacementTimeout.String())
 	if err := mgr.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the manager:", err)
 		return 1

@@ -157,7 +157,7 @@ func TestAccessGrantLetsOnlyItsRequesterInAndIsAudited(t *testing.T) {
 	tainted := &corev1.Pod{}
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, tainted)).To(gomega.Succeed())
 	g.Expect(tainted.Annotations).To(gomega.HaveKeyWithValue(fixityv1.TaintedAnnotation,
-		fmt.Sprintf("InteractiveAccess: exec by alice under grant %s/inc-1234", ns)))
+		fmt.Sprintf("%s: exec by alice under grant %s/inc-1234", fixityv1.CheckInteractiveAccess, ns)))
 
 	out, err = bob.kubectl("exec", "-n", ns, "web", "--", "true")
 	g.Expect(err).To(gomega.HaveOccurred())
@@ -172,8 +172,8 @@ func TestAccessGrantLetsOnlyItsRequesterInAndIsAudited(t *testing.T) {
 	g.Eventually(getGrant(ctx, ns, "inc-1234"), eventually, poll).Should(gomega.HaveField("Status.Sessions", gomega.ConsistOf(
 		gomega.And(gomega.HaveField("Pod", "web"), gomega.HaveField("Access", fixityv1.AccessExec), gomega.HaveField("User", "alice")),
 	)))
-	g.Eventually(events(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("InteractiveAccess: Exec by alice on pod web")))
-	g.Eventually(events(ctx, ns, "inc-1234"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("AccessGranted: Exec by alice on pod web")))
+	g.Eventually(events(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventInteractiveAccess + ": Exec by alice on pod web")))
+	g.Eventually(events(ctx, ns, "inc-1234"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventAccessGranted + ": Exec by alice on pod web")))
 
 	// Nobody else may forge or remove the taint; the spec cannot be widened.
 	out, err = alice.kubectl("annotate", "-n", ns, "pod/web", fixityv1.TaintedAnnotation+"-")
@@ -226,7 +226,7 @@ func TestAccessGrantExpires(t *testing.T) {
 	out, _ = alice.kubectl("exec", "-n", ns, "web", "--", "true")
 	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("grant %s/short ended at", ns)))
 	// The pod it let alice into is marked for replacement.
-	g.Eventually(events(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix("ReplacementDue:")))
+	g.Eventually(events(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventReplacementDue + ":")))
 	pod := &corev1.Pod{}
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, pod)).To(gomega.Succeed())
 	g.Expect(pod.Annotations).To(gomega.HaveKey(fixityv1.TaintedAnnotation))

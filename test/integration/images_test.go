@@ -22,6 +22,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admitted"
 	"github.com/fixity-dev/fixity/internal/images"
+	fixitymetrics "github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/test/registry"
 )
 
@@ -318,8 +319,9 @@ func TestAuditWarnsAndChangesNothing(t *testing.T) {
 func violationsCounted(g gomega.Gomega, policy, rule, mode string) float64 {
 	families, err := metrics.Registry.Gather()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
+	var sum float64 // over the webhooks that decided
 	for _, f := range families {
-		if f.GetName() != "fixity_admission_violations_total" {
+		if f.GetName() != fixitymetrics.AdmissionViolationsName {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -328,11 +330,11 @@ func violationsCounted(g gomega.Gomega, policy, rule, mode string) float64 {
 				labels[l.GetName()] = l.GetValue()
 			}
 			if labels["policy"] == policy && labels["rule"] == rule && labels["mode"] == mode {
-				return m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
-	return 0
+	return sum
 }
 
 // A Deployment that would create pods Fixity denies is itself denied at apply time, with the

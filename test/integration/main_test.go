@@ -13,10 +13,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/fixity-dev/fixity/controllers"
 	"github.com/fixity-dev/fixity/internal/identity"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/test/cluster"
 	"github.com/fixity-dev/fixity/test/registry"
+	"github.com/fixity-dev/fixity/webhooks"
 )
 
 var (
@@ -65,29 +67,34 @@ func run(m *testing.M) int {
 // registered the webhooks.
 func startOperator(ctx context.Context) error {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
-	scheme := operator.NewScheme()
 	var err error
-	if k8s, err = client.New(env.Config, client.Options{Scheme: scheme}); err != nil {
+	if k8s, err = client.New(env.Config, client.Options{Scheme: operator.NewScheme()}); err != nil {
 		return err
 	}
 	self, err := identity.Self(ctx, env.Config)
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host:    env.Webhook.LocalServingHost,
-			Port:    env.Webhook.LocalServingPort,
-			CertDir: env.Webhook.LocalServingCertDir,
-		}),
+	opts := operator.Options{Self: self}
+	mgrOpts := operator.ManagerOptions(opts)
+	mgrOpts.Metrics, mgrOpts.HealthProbeBindAddress = metricsserver.Options{BindAddress: "0"}, "0"
+	mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{
+		Host:    env.Webhook.LocalServingHost,
+		Port:    env.Webhook.LocalServingPort,
+		CertDir: env.Webhook.LocalServingCertDir,
 	})
+	mgr, err := ctrl.NewManager(env.Config, mgrOpts)
 	if err != nil {
 		return err
 	}
-	if err := operator.Setup(mgr, operator.Options{Self: self}); err != nil {
+	deps, err := operator.NewDeps(mgr, opts)
+	if err != nil {
+		return err
+	}
+	if err := controllers.Setup(mgr, deps); err != nil {
+		return err
+	}
+	if err := webhooks.Setup(mgr, deps); err != nil {
 		return err
 	}
 	mgr.GetWebhookServer().Register(sidecarPath, &webhook.Admission{Handler: sidecarInjector{}})

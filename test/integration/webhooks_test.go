@@ -121,7 +121,7 @@ func TestWebhookConfigurationsExemptTheControlPlane(t *testing.T) {
 		g.Expect(h.failurePolicy).To(gomega.HaveValue(gomega.Equal(admissionregistrationv1.Fail)), name)
 		g.Expect(h.selector).NotTo(gomega.BeNil(), name)
 		g.Expect(h.selector.MatchExpressions).To(gomega.ConsistOf(metav1.LabelSelectorRequirement{
-			Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: policy.AlwaysExcludedNamespaces(),
+			Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: policy.AlwaysExcludedNamespaces(""),
 		}), name)
 	}
 }

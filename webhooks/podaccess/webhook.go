@@ -21,7 +21,10 @@ import (
 )
 
 // Path the webhook is served on; it must match the marker below.
-const Path = "/validate-pod-access"
+const (
+	Path = "/validate-pod-access"
+	Name = "podaccess.fixity.dev"
+)
 
 // sideEffects=NoneOnDryRun: admitted accesses are recorded on the grant and the pod.
 // +kubebuilder:webhook:path=/validate-pod-access,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups="",resources=pods/exec;pods/attach;pods/portforward,verbs=connect,versions=v1,name=podaccess.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
@@ -64,6 +67,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	vs := h.Access.Decide(ctx, policies, pod, req.UserInfo.Username, access, ptr.Deref(req.DryRun, false))
 	ctrl.LoggerFrom(ctx).Info("Pod access", "pod", klog.KObj(pod), "access", access, "user", req.UserInfo.Username,
 		"policies", len(policies), "allowed", !admit.Denies(vs))
+	admit.Count(Name, req, false, vs)
 	return admit.Response(vs)
 }
 

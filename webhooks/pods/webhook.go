@@ -22,6 +22,8 @@ import (
 const (
 	MutatePath   = "/mutate-v1-pod"
 	ValidatePath = "/validate-v1-pod"
+	MutateName   = "mpods.fixity.dev"
+	ValidateName = "pods.fixity.dev"
 )
 
 // The namespaceSelector keeps the control plane and the operator itself out of reach of
@@ -65,6 +67,7 @@ func (h *Validator) Handle(ctx context.Context, req admission.Request) admission
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("Validated pod", "pod", klog.KRef(req.Namespace, req.Name), "operation", req.Operation,
 		"subresource", req.SubResource, "policies", len(policies), "violations", len(vs))
+	admit.Count(ValidateName, req, false, vs)
 	return admit.Response(vs)
 }
 
@@ -87,6 +90,9 @@ func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	for _, m := range h.Mutators {
 		vs = append(vs, m.MutatePod(ctx, policies, r)...)
 	}
+	// Fixity's own records among what the guard stripped mean this is a reinvocation.
+	_, reinvoked := r.Stripped[fixityv1.VerifiedAnnotation]
+	admit.Count(MutateName, req, reinvoked, vs)
 	verdict := admit.Response(vs)
 	if !verdict.Allowed {
 		return verdict

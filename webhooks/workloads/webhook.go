@@ -18,8 +18,11 @@ import (
 	"github.com/fixity-dev/fixity/internal/workload"
 )
 
-// Path the webhook is served on; it must match the marker below.
-const Path = "/validate-workloads"
+// Path the webhook is served on, and its name; both must match the marker below.
+const (
+	Path = "/validate-workloads"
+	Name = "workloads.fixity.dev"
+)
 
 // +kubebuilder:webhook:path=/validate-workloads,mutating=false,failurePolicy=fail,sideEffects=None,groups=apps;batch,resources=deployments;statefulsets;daemonsets;replicasets;jobs;cronjobs,verbs=create;update,versions=v1,name=workloads.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=10,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
 
@@ -59,6 +62,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	vs := admit.RunChecks(ctx, h.Checks, policies, &admit.Request{Pod: pod, Admission: req, Template: true})
 	ctrl.LoggerFrom(ctx).V(1).Info("Validated workload", "kind", gk.String(), "workload", klog.KRef(req.Namespace, req.Name),
 		"policies", len(policies), "violations", len(vs))
+	admit.Count(Name, req, false, vs)
 	return admit.Response(vs)
 }
 

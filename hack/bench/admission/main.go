@@ -29,10 +29,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/controllers"
 	"github.com/fixity-dev/fixity/internal/identity"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/test/cluster"
 	"github.com/fixity-dev/fixity/test/registry"
+	"github.com/fixity-dev/fixity/webhooks"
 	"github.com/fixity-dev/fixity/webhooks/pods"
 )
 
@@ -313,19 +315,24 @@ func startOperator(ctx context.Context, c *cluster.Cluster) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
-		Scheme:                 operator.NewScheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  operator.CacheOptions(),
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host: c.Webhook.LocalServingHost, Port: c.Webhook.LocalServingPort, CertDir: c.Webhook.LocalServingCertDir,
-		}),
+	opts := operator.Options{Self: self}
+	mgrOpts := operator.ManagerOptions(opts)
+	mgrOpts.Metrics, mgrOpts.HealthProbeBindAddress = metricsserver.Options{BindAddress: "0"}, "0"
+	mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{
+		Host: c.Webhook.LocalServingHost, Port: c.Webhook.LocalServingPort, CertDir: c.Webhook.LocalServingCertDir,
 	})
+	mgr, err := ctrl.NewManager(c.Config, mgrOpts)
 	if err != nil {
 		return err
 	}
-	if err := operator.Setup(mgr, operator.Options{Self: self}); err != nil {
+	deps, err := operator.NewDeps(mgr, opts)
+	if err != nil {
+		return err
+	}
+	if err := controllers.Setup(mgr, deps); err != nil {
+		return err
+	}
+	if err := webhooks.Setup(mgr, deps); err != nil {
 		return err
 	}
 	allow := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
@@ -333,8 +340,8 @@ func startOperator(ctx context.Context, c *cluster.Cluster) error {
 	mgr.GetWebhookServer().Register(noopValidate, &webhook.Admission{Handler: allow})
 	annotate := admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
 		return admission.Patched("", jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{
-			"fixity.dev/verified":  `{"app":{"digest":"sha256:` + strings.Repeat("0", 64) + `","authorities":["release"]}}`,
-			"fixity.dev/spec-hash": strings.Repeat("0", 64),
+			fixityv1.VerifiedAnnotation: `{"app":{"digest":"sha256:` + strings.Repeat("0", 64) + `","authorities":["release"]}}`,
+			fixityv1.SpecHashAnnotation: strings.Repeat("0", 64),
 		}})
 	})
 	mgr.GetWebhookServer().Register(noopAnnotate, &webhook.Admission{Handler: annotate})

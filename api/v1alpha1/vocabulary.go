@@ -1,0 +1,121 @@
+package v1alpha1
+
+// This file is Fixity's vocabulary: every fixity.dev/* key, condition type and reason, and event
+// reason is a constant here, and tests assert on these constants. Metric names are in
+// internal/metrics.
+
+// Condition types. Ready is the summary that kstatus, Argo CD and Flux read.
+const (
+	// ReadyCondition reports whether the object is being enforced as written.
+	ReadyCondition = "Ready"
+	// RemediationAllowedCondition reports whether drift remediation may replace pods now; it is
+	// False while the circuit breaker is open.
+	RemediationAllowedCondition = "RemediationAllowed"
+	// ReplacementsProceedingCondition reports whether every drifted pod the policy would replace
+	// can be replaced safely; it is False while some are held (ReplacementWouldBeDenied,
+	// ReplacementStuck), and its message names the owners and what to fix in them.
+	ReplacementsProceedingCondition = "ReplacementsProceeding"
+)
+
+// Condition reasons.
+const (
+	// ActiveReason means the policy is valid and enforced.
+	ActiveReason = "Active"
+	// InvalidSpecReason means the spec passed schema validation but cannot be enforced (for example a
+	// subjectRegExp that does not compile); the message names the field.
+	InvalidSpecReason = "InvalidSpec"
+	// TooManyDriftedReason means more than maxDriftedPercent of the matched pods are drifted.
+	TooManyDriftedReason = "TooManyDrifted"
+	// WithinBudgetReason means remediation may proceed.
+	WithinBudgetReason = "WithinBudget"
+	// ReconcileErrorReason means the last reconcile failed for a reason that may pass; the
+	// message is the error.
+	ReconcileErrorReason = "ReconcileError"
+	// ProceedingReason means no drifted pod is held back.
+	ProceedingReason = "Proceeding"
+	// ReplacementWouldBeDeniedReason means a drifted pod is kept because the pod that would
+	// replace it (its owner's template, or a bare pod's admitted spec) fails admission now.
+	ReplacementWouldBeDeniedReason = "ReplacementWouldBeDenied"
+	// ReplacementStuckReason means an owner did not get back the Ready pods it had before its
+	// last replacement within the replacement timeout; nothing more of it is replaced until it
+	// recovers.
+	ReplacementStuckReason = "ReplacementStuck"
+)
+
+// Event reasons, on pods, policies, grants and the saved specs of bare pods.
+const (
+	// EventDriftDetected: a pod was found drifted (message: the findings).
+	EventDriftDetected = "DriftDetected"
+	// EventReplaced: a drifted pod was evicted for its owner to replace.
+	EventReplaced = "Replaced"
+	// EventRecreated: a drifted bare pod was created again from its admitted spec.
+	EventRecreated = "Recreated"
+	// EventRecreateFailed: creating a bare pod again from its saved spec failed.
+	EventRecreateFailed = "RecreateFailed"
+	// EventEvictionBlocked: the Eviction API refused (a PodDisruptionBudget); retried.
+	EventEvictionBlocked = "EvictionBlocked"
+	// EventReplacementSkipped: a drifted pod is reported, not replaced, by the policy's choice.
+	EventReplacementSkipped = "ReplacementSkipped"
+	// EventReplacementWouldBeDenied: a drifted pod is kept: its replacement would be denied.
+	EventReplacementWouldBeDenied = ReplacementWouldBeDeniedReason
+	// EventReplacementStuck: an owner did not recover from its last replacement in time.
+	EventReplacementStuck = ReplacementStuckReason
+	// EventReplacementDue: a grant ended and the pods it let someone into are to be replaced.
+	EventReplacementDue = "ReplacementDue"
+	// EventAccessGranted (on the grant) and EventInteractiveAccess (on the pod): an access was
+	// let through under a grant and recorded.
+	EventAccessGranted     = "AccessGranted"
+	EventInteractiveAccess = "InteractiveAccess"
+	// EventGrantEnded: an AccessGrant expired or was revoked.
+	EventGrantEnded = "GrantEnded"
+)
+
+// Well-known annotations and labels. Only the operator may write the annotations on pods.
+const (
+	// Prefix of every annotation and label the operator owns.
+	Prefix = "fixity.dev/"
+	// VerifiedAnnotation records, per container, the verified digest and the authorities that
+	// verified it (JSON).
+	VerifiedAnnotation = Prefix + "verified"
+	// SpecHashAnnotation is the hash of the admitted containers.
+	SpecHashAnnotation = Prefix + "spec-hash"
+	// TaintedAnnotation says why a pod must be replaced.
+	TaintedAnnotation = Prefix + "tainted"
+	// OriginalImageAnnotationPrefix + container name records the image as written before the
+	// digest was resolved.
+	OriginalImageAnnotationPrefix = Prefix + "original-image."
+	// RecordVersionAnnotation is the version of the records above (the way they were computed,
+	// and the Kubernetes minor version whose defaults the pod was hashed with). A record of
+	// another version is stamped again from the current spec, never taken for drift.
+	RecordVersionAnnotation = Prefix + "record-version"
+)
+
+// Keys on the operator's own records and on the objects it manages.
+const (
+	// RequesterAnnotation on an AccessGrant is the user who created it, from the admission
+	// request.
+	RequesterAnnotation = Prefix + "requester"
+	// GrantFinalizer keeps a deleted AccessGrant until its pods are tainted.
+	GrantFinalizer = Prefix + "revoke"
+	// PinsLabel marks the ConfigMaps holding an owner's tag resolutions.
+	PinsLabel = Prefix + "pins"
+	// RecreateLabel marks the ConfigMaps (operator's namespace) holding the admitted spec of a
+	// bare pod being recreated; SavedPodAnnotation names the pod (namespace/name),
+	// SavedUIDAnnotation the UID of the pod to delete, SavedPoliciesAnnotation the policies
+	// replacing it (comma-separated).
+	RecreateLabel           = Prefix + "recreate"
+	SavedPodAnnotation      = Prefix + "pod"
+	SavedUIDAnnotation      = Prefix + "pod-uid"
+	SavedPoliciesAnnotation = Prefix + "policies"
+	// LedgerLabel marks the replacement ledger's ConfigMaps (operator's namespace), value
+	// "owner"; LedgerOwnerAnnotation names the owner (Kind namespace/name).
+	LedgerLabel           = Prefix + "ledger"
+	LedgerOwnerAnnotation = Prefix + "owner"
+	// OwnerIndex is the cache index of pods by their controller's UID; SavedPodIndex the index
+	// of saved specs by the pod they are for.
+	OwnerIndex    = Prefix + "controller-uid"
+	SavedPodIndex = Prefix + "saved-pod"
+)
+
+// OperatorNamespace is the namespace the operator runs in; it is never enforced.
+const OperatorNamespace = "fixity-system"

@@ -1,0 +1,44 @@
+package controllers
+
+import (
+	"fmt"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/fixity-dev/fixity/controllers/accessgrant"
+	"github.com/fixity-dev/fixity/controllers/drift"
+	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
+	"github.com/fixity-dev/fixity/controllers/recreate"
+	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/internal/remediation"
+)
+
+// Setup registers every controller with mgr.
+func Setup(mgr ctrl.Manager, d *operator.Deps) error {
+	if err := (&immutabilitypolicy.Reconciler{
+		Client: mgr.GetClient(), Drift: d.Tracker, DriftChanged: d.DriftChanged,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
+	}
+	if err := (&accessgrant.Reconciler{Client: mgr.GetClient(), Events: d.Events, Clock: d.Clock}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the AccessGrant controller: %w", err)
+	}
+	if err := (&drift.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: d.Matcher,
+		Detector: d.Detector, Tracker: d.Tracker, Checks: d.Checks, Versions: d.Versions,
+		Evictor: remediation.NewEvictor(mgr.GetClient()),
+		Gate: &remediation.Gate{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: d.Namespace,
+			Timeout: d.ReplacementTimeout, Clock: d.Clock,
+		},
+		Census: d.Census, Ledger: d.Ledger, Events: d.Events, Clock: d.Clock, Namespace: d.Namespace,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the drift controller: %w", err)
+	}
+	if err := (&recreate.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Ledger: d.Ledger, Events: d.Events, Namespace: d.Namespace,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the recreate controller: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// Kind is what a phase came to.
+type Kind int
+
+const (
+	// Continue means this phase is satisfied; run the next.
+	Continue Kind = iota
+	// Done means nothing more to do for now; stop without requeue.
+	Done
+	// Waiting means something outside must happen first; look again after a while.
+	Waiting
+	// Retry means an error that may pass (the API server, a registry); requeue with backoff.
+	Retry
+	// Terminal means only an edit of the object can fix it; report, do not requeue.
+	Terminal
+)
+
+// Outcome is the typed result of one phase.
+type Outcome struct {
+	Kind Kind
+	// After is when to look again (Waiting).
+	After time.Duration
+	// Reason is the condition reason the outcome maps to, where the caller reports one.
+	Reason string
+	// Message explains it.
+	Message string
+	// Err is the error (Retry, Terminal).
+	Err error
+}
+
+// Next goes on to the next phase.
+func Next() Outcome { return Outcome{Kind: Continue} }
+
+// Stop ends the reconcile without requeue.
+func Stop() Outcome { return Outcome{Kind: Done} }
+
+// Wait ends the reconcile and looks again after d.
+func Wait(d time.Duration, reason, message string) Outcome {
+	return Outcome{Kind: Waiting, After: d, Reason: reason, Message: message}
+}
+
+// Fail ends the reconcile with an error that is retried with backoff; nil is Next.
+func Fail(err error) Outcome {
+	if err == nil {
+		return Next()
+	}
+	return Outcome{Kind: Retry, Err: err, Message: err.Error()}
+}
+
+// Invalid ends the reconcile with an error that only an edit fixes.
+func Invalid(reason string, err error) Outcome {
+	return Outcome{Kind: Terminal, Reason: reason, Err: err, Message: err.Error()}
+}
+
+// Result is the controller-runtime result of a final outcome.
+func (o Outcome) Result() (ctrl.Result, error) {
+	switch o.Kind {
+	case Waiting:
+		return ctrl.Result{RequeueAfter: o.After}, nil
+	case Retry:
+		return ctrl.Result{}, o.Err
+	case Terminal:
+		return ctrl.Result{}, reconcile.TerminalError(o.Err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// Phase is one step of a reconcile over scope S.
+type Phase[S any] func(ctx context.Context, s S) Outcome
+
+// Run runs phases in order until one does not Continue, and returns that outcome (Done when
+// all continue).
+func Run[S any](ctx context.Context, s S, phases ...Phase[S]) Outcome {
+	for _, p := range phases {
+		if o := p(ctx, s); o.Kind != Continue {
+			return o
+		}
+	}
+	return Stop()
+}
+
+// IsTerminal reports whether err came from a Terminal outcome.
+func IsTerminal(err error) bool { return errors.Is(err, reconcile.TerminalError(nil)) }
