@@ -66,13 +66,13 @@ func run(in io.Reader, dir string) error {
 	if len(crds) == 0 || len(objects) == 0 {
 		return errors.New("the render holds no CRDs or no other objects: is it config/default?")
 	}
-	guard := `{{- if ne .Release.Namespace "fixity-system" }}
-{{- fail "install Fixity into the namespace fixity-system: its webhooks exempt that namespace, so the operator never blocks itself" }}
-{{- end }}
-`
+	// Every mention of the install namespace in the objects (metadata, subjects, the webhook
+	// Service, and the namespace every webhook exempts so the operator never blocks itself) is
+	// the release's namespace. The CRDs mention it only in their documentation.
+	body := strings.ReplaceAll(strings.Join(objects, "\n---\n"), installNamespace, "{{ .Release.Namespace }}")
 	files := map[string]string{
 		"crds.yaml":   header + "{{- if .Values.crds.install }}\n" + strings.Join(crds, "\n---\n") + "\n{{- end }}\n",
-		"fixity.yaml": header + guard + strings.Join(objects, "\n---\n") + "\n",
+		"fixity.yaml": header + body + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, "templates", name), []byte(content), 0o644); err != nil {
@@ -81,6 +81,9 @@ func run(in io.Reader, dir string) error {
 	}
 	return nil
 }
+
+// installNamespace is the namespace config/default installs into.
+const installNamespace = "fixity-system"
 
 // templateDeployment makes the manager's image and replica count values.
 func templateDeployment(doc string) (string, error) {

@@ -29,10 +29,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/internal/policy"
 	"github.com/fixity-dev/fixity/internal/webhookcerts"
 	"github.com/fixity-dev/fixity/test/cluster"
 )
@@ -41,12 +43,13 @@ const (
 	eventually = 2 * time.Minute
 	poll       = 200 * time.Millisecond
 
-	namespace      = "fixity-system"
 	serviceAccount = "fixity-controller-manager"
 	certSecret     = "fixity-webhook-server-cert"
-	// The name the API server connects to: <webhook Service>.<namespace>.svc.
-	serverName = "fixity-webhook-service.fixity-system.svc"
+	webhookService = "fixity-webhook-service"
 )
+
+// serverName is the name the API server connects to: <webhook Service>.<namespace>.svc.
+func serverName(namespace string) string { return webhookService + "." + namespace + ".svc" }
 
 // TestInstall installs Fixity as a platform team would, with kustomize (config/default) and with
 // Helm (charts/fixity), runs the manager as its ServiceAccount with the Deployment's arguments,
@@ -59,23 +62,32 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := buildManager(t, root, t.TempDir())
-	renders := []struct {
-		name   string
-		render func(t *testing.T, c *cluster.Cluster) *exec.Cmd
-	}{
-		{"kustomize", func(_ *testing.T, c *cluster.Cluster) *exec.Cmd {
-			return c.Kubectl("kustomize", filepath.Join(root, "config", "default"))
-		}},
-		{"helm", func(t *testing.T, _ *cluster.Cluster) *exec.Cmd {
+	helm := func(namespace string) func(t *testing.T, _ *cluster.Cluster) *exec.Cmd {
+		return func(t *testing.T, _ *cluster.Cluster) *exec.Cmd {
 			return exec.Command(helmBinary(t, root), "template", "fixity", filepath.Join(root, "charts", "fixity"), "--namespace", namespace)
-		}},
+		}
+	}
+	kustomize := func(dir ...string) func(t *testing.T, c *cluster.Cluster) *exec.Cmd {
+		return func(_ *testing.T, c *cluster.Cluster) *exec.Cmd {
+			return c.Kubectl("kustomize", filepath.Join(append([]string{root, "config"}, dir...)...))
+		}
+	}
+	renders := []struct {
+		name, namespace string
+		render          func(t *testing.T, c *cluster.Cluster) *exec.Cmd
+	}{
+		{"kustomize", fixityv1.OperatorNamespace, kustomize("default")},
+		{"helm", fixityv1.OperatorNamespace, helm(fixityv1.OperatorNamespace)},
+		// Another namespace: the operator and the control plane stay exempt.
+		{"kustomize overlay into security", "security", kustomize("overlays", "namespace")},
+		{"helm into security", "security", helm("security")},
 	}
 	for _, r := range renders {
-		t.Run(r.name, func(t *testing.T) { checkInstall(t, bin, r.render) })
+		t.Run(r.name, func(t *testing.T) { checkInstall(t, bin, r.namespace, r.render) })
 	}
 }
 
-func checkInstall(t *testing.T, bin string, render func(t *testing.T, c *cluster.Cluster) *exec.Cmd) {
+func checkInstall(t *testing.T, bin, namespace string, render func(t *testing.T, c *cluster.Cluster) *exec.Cmd) {
 	g := gomega.NewWithT(t)
 	ctx := t.Context()
 	c, err := cluster.StartControlPlane(cluster.Options{})
@@ -93,6 +105,9 @@ func checkInstall(t *testing.T, bin string, render func(t *testing.T, c *cluster
 	g.Expect(os.WriteFile(rendered, out, 0o600)).To(gomega.Succeed())
 	out, err = c.Kubectl("apply", "--server-side", "-f", rendered).CombinedOutput()
 	g.Expect(err).NotTo(gomega.HaveOccurred(), string(out))
+	// Every webhook exempts the control plane and the namespace the operator runs in, so it
+	// never fails closed on its own pods.
+	g.Expect(exemptNamespaces(ctx, g, k8s)).To(gomega.HaveEach(gomega.ConsistOf(policy.AlwaysExcludedNamespaces(namespace))))
 
 	// The manager runs with the Deployment's arguments (local addresses and paths aside) and
 	// only the rights the install grants its ServiceAccount.
@@ -107,7 +122,7 @@ func checkInstall(t *testing.T, bin string, render func(t *testing.T, c *cluster
 	mgr := cluster.NewManager(c, bin, filepath.Join(work, "manager.log"))
 	mgr.Env = []string{"POD_NAMESPACE=" + namespace}
 	mgr.Args = slices.Concat(args, []string{
-		"--kubeconfig", asServiceAccount(t, c, work),
+		"--kubeconfig", asServiceAccount(t, c, work, namespace),
 		"--webhook-port", strconv.Itoa(port),
 		"--webhook-cert-path", certDir,
 		"--metrics-bind-address", "0",
@@ -141,7 +156,7 @@ func checkInstall(t *testing.T, bin string, render func(t *testing.T, c *cluster
 		g.Expect(os.WriteFile(filepath.Join(certDir, f), secret.Data[f], 0o600)).To(gomega.Succeed())
 	}
 	g.Expect(mgr.WaitReady(ctx)).To(gomega.Succeed())
-	review := admit(t, port, ca)
+	review := admit(t, port, ca, namespace, "default", false)
 	g.Expect(review.Response.UID).To(gomega.Equal(types.UID("install-test")))
 	g.Expect(review.Response.Allowed).To(gomega.BeTrue(), "a pod no policy selects is allowed")
 
@@ -165,7 +180,48 @@ func checkInstall(t *testing.T, bin string, render func(t *testing.T, c *cluster
 	g.Expect(mgr.Start(ctx)).To(gomega.Succeed())
 	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certSecret}, secret)).To(gomega.Succeed())
 	g.Expect(secret.Data["ca.crt"]).To(gomega.Equal(ca))
-	g.Expect(admit(t, port, ca).Response.Allowed).To(gomega.BeTrue())
+	g.Expect(admit(t, port, ca, namespace, "default", false).Response.Allowed).To(gomega.BeTrue())
+
+	// A policy over every namespace denies a privileged pod anywhere but in the control plane
+	// and the operator's own namespace.
+	all := &fixityv1.ImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "everywhere"},
+		Spec:       fixityv1.ImmutabilityPolicySpec{Images: fixityv1.ImageRules{Digest: fixityv1.DigestIgnore}},
+	}
+	g.Expect(k8s.Create(ctx, all)).To(gomega.Succeed())
+	g.Eventually(func() bool { return admit(t, port, ca, namespace, "default", true).Response.Allowed }, eventually, poll).
+		Should(gomega.BeFalse(), "a privileged pod in a namespace the policy covers")
+	for _, exempt := range policy.AlwaysExcludedNamespaces(namespace) {
+		g.Expect(admit(t, port, ca, namespace, exempt, true).Response.Allowed).To(gomega.BeTrue(), "a privileged pod in %s", exempt)
+	}
+}
+
+// exemptNamespaces returns, per webhook of Fixity's two configurations, the namespaces its
+// namespaceSelector leaves out.
+func exemptNamespaces(ctx context.Context, g gomega.Gomega, k8s client.Client) [][]string {
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Name: webhookcerts.MutatingConfiguration}, &m)).To(gomega.Succeed())
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Name: webhookcerts.ValidatingConfiguration}, &v)).To(gomega.Succeed())
+	var selectors []*metav1.LabelSelector
+	for _, w := range m.Webhooks {
+		selectors = append(selectors, w.NamespaceSelector)
+	}
+	for _, w := range v.Webhooks {
+		selectors = append(selectors, w.NamespaceSelector)
+	}
+	var out [][]string
+	for _, sel := range selectors {
+		var names []string
+		for _, e := range sel.MatchExpressions {
+			if e.Key == corev1.LabelMetadataName && e.Operator == metav1.LabelSelectorOpNotIn {
+				names = append(names, e.Values...)
+			}
+		}
+		out = append(out, names)
+	}
+	g.Expect(out).NotTo(gomega.BeEmpty())
+	return out
 }
 
 // helmBinary is $FIXITY_HELM (the Makefile sets it), else the Helm the Makefile installs in bin/.
@@ -201,7 +257,7 @@ func buildManager(t *testing.T, root, dir string) string {
 
 // asServiceAccount writes a kubeconfig that impersonates the operator's ServiceAccount, so the
 // manager has exactly the rights config/rbac grants it.
-func asServiceAccount(t *testing.T, c *cluster.Cluster, dir string) string {
+func asServiceAccount(t *testing.T, c *cluster.Cluster, dir, namespace string) string {
 	t.Helper()
 	cfg, err := clientcmd.LoadFromFile(c.KubeconfigPath)
 	if err != nil {
@@ -236,35 +292,40 @@ func caBundles(ctx context.Context, g gomega.Gomega, k8s client.Client) [][]byte
 	return out
 }
 
-// admit sends a pod-create review to the validating pod webhook as the API server would: over
-// TLS to the Service's name, trusting only the caBundle.
-func admit(t *testing.T, port int, ca []byte) *admissionv1.AdmissionReview {
+// admit sends a review of a pod created in podNamespace (privileged or not) to the validating pod
+// webhook as the API server would: over TLS to the Service's name in the operator's namespace,
+// trusting only the caBundle.
+func admit(t *testing.T, port int, ca []byte, namespace, podNamespace string, privileged bool) *admissionv1.AdmissionReview {
 	t.Helper()
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(ca) {
 		t.Fatal("the caBundle holds no certificate")
 	}
-	pod, _ := json.Marshal(&corev1.Pod{
+	spec := &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: podNamespace},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.0"}}},
-	})
+	}
+	if privileged {
+		spec.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	}
+	pod, _ := json.Marshal(spec)
 	body, _ := json.Marshal(&admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
-			UID: "install-test", Operation: admissionv1.Create, Namespace: "default", Name: "web",
+			UID: "install-test", Operation: admissionv1.Create, Namespace: podNamespace, Name: "web",
 			Kind:     metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
 			Object:   runtime.RawExtension{Raw: pod},
 		},
 	})
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12},
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName(namespace), MinVersion: tls.VersionTLS12},
 	}}
 	url := fmt.Sprintf("https://%s/validate-v1-pod", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
-		t.Fatalf("calling the webhook as %s: %v", serverName, err)
+		t.Fatalf("calling the webhook as %s: %v", serverName(namespace), err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(resp.Body)
