@@ -167,3 +167,6 @@ func (g *AccessGrant) GetConditions() []metav1.Condition { return g.Status.Condi
 
 // SetConditions replaces the status conditions.
 func (g *AccessGrant) SetConditions(c []metav1.Condition) { g.Status.Conditions = c }
+
+// SetObservedGeneration records the generation the status was computed for.
+func (g *AccessGrant) SetObservedGeneration(gen int64) { g.Status.ObservedGeneration = gen }

@@ -432,3 +432,6 @@ func (p *ImmutabilityPolicy) GetConditions() []metav1.Condition { return p.Statu
 
 // SetConditions replaces the status conditions.
 func (p *ImmutabilityPolicy) SetConditions(c []metav1.Condition) { p.Status.Conditions = c }
+
+// SetObservedGeneration records the generation the status was computed for.
+func (p *ImmutabilityPolicy) SetObservedGeneration(gen int64) { p.Status.ObservedGeneration = gen }

@@ -35,6 +35,13 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 
+func (r *Reconciler) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
+	}
+	return r.Clock.Now()
+}
+
 // Reconcile brings one grant's status and its pods' taints up to date.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	g := &fixityv1.AccessGrant{}
@@ -53,19 +60,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}
 
-	helper := patch.NewHelper(g, r.Client)
-	defer func() {
-		// observedGeneration says the status is this generation's verdict: not after a
-		// failure that will be retried.
-		if retErr == nil {
-			g.Status.ObservedGeneration = g.Generation
-		}
-		if err := helper.PatchStatus(ctx, g); err != nil && !apierrors.IsNotFound(err) {
-			retErr = errors.Join(retErr, err)
-		}
-	}()
+	defer patch.NewHelper(g, r.Client).Finish(ctx, g, &retErr)
 
-	now := r.Clock.Now()
+	now := r.now()
 	var errs []error
 	for _, sub := range []func(context.Context, *fixityv1.AccessGrant) error{
 		r.reconcileRequester,

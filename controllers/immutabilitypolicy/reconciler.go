@@ -77,17 +77,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, nil
 	}
 
-	helper := patch.NewHelper(policy, r.Client)
-	defer func() {
-		// observedGeneration says the status is this generation's verdict: not after a
-		// failure that will be retried.
-		if retErr == nil {
-			policy.Status.ObservedGeneration = policy.Generation
-		}
-		if err := helper.PatchStatus(ctx, policy); err != nil && !apierrors.IsNotFound(err) {
-			retErr = errors.Join(retErr, err)
-		}
-	}()
+	defer patch.NewHelper(policy, r.Client).Finish(ctx, policy, &retErr)
 
 	var errs []error
 	for _, sub := range []func(context.Context, *fixityv1.ImmutabilityPolicy) error{

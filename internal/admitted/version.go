@@ -76,6 +76,9 @@ type Versions struct {
 func (v *Versions) Current(ctx context.Context, fresh bool) (Stamp, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.Clock == nil {
+		v.Clock = clock.RealClock{}
+	}
 	if !fresh && v.current.Records != 0 && v.Clock.Since(v.at) < versionTTL {
 		return v.current, nil
 	}

@@ -68,6 +68,9 @@ func (t *Tracker) Set(key types.NamespacedName, s PodState) bool {
 	if s.Held == nil && s.Drifted() {
 		s.Held = old.Held
 	}
+	if t.pods == nil { // a zero Tracker works too
+		t.pods = map[types.NamespacedName]PodState{}
+	}
 	t.pods[key] = s
 	t.mu.Unlock()
 	changed := !had || !equalState(old, s)

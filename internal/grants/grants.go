@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -66,8 +67,8 @@ func Covers(g *fixityv1.AccessGrant, pod *corev1.Pod, access fixityv1.AccessKind
 // Finder looks up the grant that lets a user into a pod.
 type Finder struct {
 	Reader client.Reader
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time; nil means the real clock.
+	Clock clock.PassiveClock
 }
 
 // Find returns the active grant of user that covers pod for access. Without one it returns nil
@@ -78,10 +79,7 @@ func (f *Finder) Find(ctx context.Context, pod *corev1.Pod, user string, access 
 	if err := f.Reader.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
 		return nil, "", fmt.Errorf("listing AccessGrants in %s: %w", pod.Namespace, err)
 	}
-	now := time.Now()
-	if f.Now != nil {
-		now = f.Now()
-	}
+	now := now(f.Clock)
 	var others, expired, otherAccess []string
 	for i := range list.Items {
 		g := &list.Items[i]
@@ -139,18 +137,15 @@ type Recorder struct {
 	// copy would conflict again on every try, and the access would be denied as unauditable.
 	Reader client.Reader
 	Events recorder.EventRecorder
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time; nil means the real clock.
+	Clock clock.PassiveClock
 }
 
 // Record appends a session to grant g and emits the Events. It retries on conflicts so that
 // concurrent sessions are all kept; an error means the session may not be recorded, and the
 // caller must deny the access rather than let an unrecorded one through.
 func (r *Recorder) Record(ctx context.Context, g *fixityv1.AccessGrant, pod *corev1.Pod, access fixityv1.AccessKind, user string) error {
-	now := time.Now()
-	if r.Now != nil {
-		now = r.Now()
-	}
+	now := now(r.Clock)
 	session := fixityv1.AccessSession{Pod: pod.Name, Access: access, User: user, At: metav1.NewTime(now)}
 	// Exec, attach and port-forward leave no trace in the pod, so the taint that gets it replaced
 	// is written before the access is let through: ending the grant early (deleting it, removing
@@ -183,6 +178,14 @@ func (r *Recorder) Record(ctx context.Context, g *fixityv1.AccessGrant, pod *cor
 	r.Events.Eventf(g, pod, corev1.EventTypeWarning, fixityv1.EventAccessGranted, string(access), note)
 	r.Events.Eventf(pod, g, corev1.EventTypeWarning, fixityv1.EventInteractiveAccess, string(access), note)
 	return nil
+}
+
+// now reads c, or the real clock when c is nil.
+func now(c clock.PassiveClock) time.Time {
+	if c == nil {
+		return time.Now()
+	}
+	return c.Now()
 }
 
 // MaxSessions is the most status.sessions keeps (the schema's maxItems).

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -34,7 +35,7 @@ func finder(t *testing.T, at time.Time, objs ...*fixityv1.AccessGrant) *Finder {
 	for _, o := range objs {
 		b = b.WithObjects(o)
 	}
-	return &Finder{Reader: b.Build(), Now: func() time.Time { return at }}
+	return &Finder{Reader: b.Build(), Clock: clocktesting.NewFakePassiveClock(at)}
 }
 
 func TestFind(t *testing.T) {

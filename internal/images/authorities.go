@@ -18,6 +18,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/tuf"
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/cache"
@@ -66,6 +67,8 @@ type Authorities struct {
 	rekor    struct {
 		sync.Mutex
 		keys *cosign.TrustedTransparencyLogPubKeys
+		// fetch shares one load among concurrent callers; the mutex is never held across it.
+		fetch singleflight.Group
 	}
 }
 
@@ -235,16 +238,27 @@ func transparencyKeys(pemBytes []byte) (*cosign.TrustedTransparencyLogPubKeys, e
 // (SIGSTORE_REKOR_PUBLIC_KEY, else the embedded public-good TUF root), once.
 func (a *Authorities) rekorKeys(ctx context.Context) (*cosign.TrustedTransparencyLogPubKeys, error) {
 	a.rekor.Lock()
-	defer a.rekor.Unlock()
-	if a.rekor.keys != nil {
-		return a.rekor.keys, nil
+	keys := a.rekor.keys
+	a.rekor.Unlock()
+	if keys != nil {
+		return keys, nil
 	}
-	keys, err := cosign.GetRekorPubs(ctx)
+	v, err, _ := a.rekor.fetch.Do("rekor", func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
+		defer cancel()
+		keys, err := cosign.GetRekorPubs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a.rekor.Lock()
+		a.rekor.keys = keys
+		a.rekor.Unlock()
+		return keys, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	a.rekor.keys = keys
-	return keys, nil
+	return v.(*cosign.TrustedTransparencyLogPubKeys), nil
 }
 
 // read returns the data of a Secret or ConfigMap (binaryData included), from a short-lived cache.

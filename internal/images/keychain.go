@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	k8sauthn "github.com/google/go-containerregistry/pkg/authn/kubernetes"
@@ -30,13 +31,20 @@ func (k *Keychains) ForPod(ctx context.Context, pod *corev1.Pod) authn.Keychain 
 		opts.ImagePullSecrets = append(opts.ImagePullSecrets, s.Name)
 	}
 	return &lazyKeychain{load: func() (authn.Keychain, error) {
-		kc, err := k8sauthn.New(context.WithoutCancel(ctx), k.Client, opts)
+		// Shared by the lookups of one pod, so not cancelled with the first; bounded, so a
+		// slow API server fails the lookup inside the admission budget rather than hang it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keychainTimeout)
+		defer cancel()
+		kc, err := k8sauthn.New(ctx, k.Client, opts)
 		if err != nil {
 			return nil, fmt.Errorf("reading pull secrets of service account %s/%s: %w", pod.Namespace, opts.ServiceAccountName, err)
 		}
 		return kc, nil
 	}}
 }
+
+// keychainTimeout bounds reading a pod's pull secrets and service account.
+const keychainTimeout = 5 * time.Second
 
 type lazyKeychain struct {
 	once sync.Once

@@ -123,8 +123,8 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 		return nil, err
 	}
 	d.Access = &lockdown.Access{
-		Finder:   &grants.Finder{Reader: mgr.GetClient()},
-		Recorder: &grants.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: d.Events},
+		Finder:   &grants.Finder{Reader: mgr.GetClient(), Clock: o.Clock},
+		Recorder: &grants.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: d.Events, Clock: o.Clock},
 	}
 	d.Annotations = &lockdown.AnnotationGuard{Operator: o.Self.Username}
 	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())

@@ -2,7 +2,10 @@ package patch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -37,4 +40,23 @@ func (h *Helper) PatchStatus(ctx context.Context, obj client.Object) error {
 		return fmt.Errorf("patching status of %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	return nil
+}
+
+// Generational is an object whose status records the generation it was computed for.
+type Generational interface {
+	client.Object
+	SetObservedGeneration(int64)
+}
+
+// Finish ends a reconcile of obj, deferred with the reconcile's named error: it sets
+// observedGeneration only when the reconcile succeeded (the status is this generation's
+// verdict, not a failure that will be retried), then patches what changed. An object deleted
+// meanwhile is not an error.
+func (h *Helper) Finish(ctx context.Context, obj Generational, retErr *error) {
+	if *retErr == nil {
+		obj.SetObservedGeneration(obj.GetGeneration())
+	}
+	if err := h.PatchStatus(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+		*retErr = errors.Join(*retErr, err)
+	}
 }

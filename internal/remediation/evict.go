@@ -10,7 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -47,13 +47,32 @@ type Eviction struct {
 // Evictor evicts pods through the Eviction API, never by deleting: PodDisruptionBudgets are
 // respected, and a refusal is retried with backoff per pod.
 type Evictor struct {
-	Client  client.Client
-	backoff workqueue.TypedRateLimiter[types.UID]
+	Client client.Client
+	// refused counts refusals in a row per pod UID, bounded and expiring: a pod deleted by
+	// someone else while refused leaves nothing behind for long.
+	refused *cache.LRUExpireCache
 }
+
+// refusalsKept bounds how many pods' refusals are remembered, and for how long.
+const (
+	refusalsKept   = 4096
+	refusalsMemory = 4 * EvictionRetryMax
+)
 
 // NewEvictor returns an Evictor.
 func NewEvictor(c client.Client) *Evictor {
-	return &Evictor{Client: c, backoff: workqueue.NewTypedItemExponentialFailureRateLimiter[types.UID](EvictionRetry, EvictionRetryMax)}
+	return &Evictor{Client: c, refused: cache.NewLRUExpireCache(refusalsKept)}
+}
+
+// backoff counts one more refusal of uid and returns the wait before the next try:
+// EvictionRetry, doubled for each refusal in a row, at most EvictionRetryMax.
+func (e *Evictor) backoff(uid types.UID) time.Duration {
+	n := 0
+	if v, ok := e.refused.Get(uid); ok {
+		n = v.(int)
+	}
+	e.refused.Add(uid, n+1, refusalsMemory)
+	return min(EvictionRetry<<min(n, 16), EvictionRetryMax)
 }
 
 // Evict asks the API server to evict pod, with its UID as a precondition so that a pod of the
@@ -66,19 +85,19 @@ func (e *Evictor) Evict(ctx context.Context, pod *corev1.Pod) (Eviction, error) 
 	err := e.Client.SubResource("eviction").Create(ctx, pod, eviction)
 	switch {
 	case err == nil:
-		e.backoff.Forget(pod.UID)
+		e.Forget(pod.UID)
 		return Eviction{Result: Evicted}, nil
 	case apierrors.IsTooManyRequests(err):
 		return Eviction{
-			Result: Refused, RetryAfter: e.backoff.When(pod.UID), Reason: err.Error(),
+			Result: Refused, RetryAfter: e.backoff(pod.UID), Reason: err.Error(),
 			Budget: apierrors.HasStatusCause(err, policyv1.DisruptionBudgetCause),
 		}, nil
 	case apierrors.IsNotFound(err), apierrors.IsConflict(err):
-		e.backoff.Forget(pod.UID)
+		e.Forget(pod.UID)
 		return Eviction{Result: Gone}, nil
 	}
 	return Eviction{}, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
 }
 
 // Forget drops the backoff of a pod that is gone.
-func (e *Evictor) Forget(uid types.UID) { e.backoff.Forget(uid) }
+func (e *Evictor) Forget(uid types.UID) { e.refused.Remove(uid) }

@@ -71,6 +71,13 @@ type entry struct {
 
 func ledgerName(owner types.UID) string { return "fixity-replacing-" + string(owner) }
 
+func (g *Gate) clock() clock.PassiveClock {
+	if g.Clock == nil {
+		return clock.RealClock{}
+	}
+	return g.Clock
+}
+
 func (g *Gate) timeout() time.Duration {
 	if g.Timeout > 0 {
 		return g.Timeout
@@ -99,7 +106,7 @@ func (g *Gate) Check(ctx context.Context, o *Owner, pod *corev1.Pod, pods []core
 			target = min(target, o.Desired)
 		}
 		if ready < target {
-			waited := g.Clock.Since(e.at)
+			waited := g.clock().Since(e.at)
 			if waited >= g.timeout() {
 				return Verdict{Stuck: true, RetryAfter: GateWait, Message: fmt.Sprintf(
 					"%s has %d Ready pods, not the %d it had before pod %s was replaced %s ago: nothing more of it is replaced until it recovers",
@@ -142,7 +149,7 @@ func (g *Gate) Record(ctx context.Context, o *Owner, pod *corev1.Pod, pods []cor
 			ledgerReadyBefore: strconv.Itoa(int(ready)),
 			ledgerPod:         pod.Name,
 			ledgerPodUID:      string(pod.UID),
-			ledgerAt:          g.Clock.Now().UTC().Format(time.RFC3339),
+			ledgerAt:          g.clock().Now().UTC().Format(time.RFC3339),
 		},
 	}
 	err := g.Client.Create(ctx, cm)
