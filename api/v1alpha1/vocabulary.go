@@ -111,10 +111,8 @@ const (
 	// "owner"; LedgerOwnerAnnotation names the owner (Kind namespace/name).
 	LedgerLabel           = Prefix + "ledger"
 	LedgerOwnerAnnotation = Prefix + "owner"
-	// OwnerIndex is the cache index of pods by their controller's UID; SavedPodIndex the index
-	// of saved specs by the pod they are for.
-	OwnerIndex    = Prefix + "controller-uid"
-	SavedPodIndex = Prefix + "saved-pod"
+	// OwnerIndex is the cache index of pods by their controller's UID.
+	OwnerIndex = Prefix + "controller-uid"
 )
 
 // OperatorNamespace is the namespace the operator runs in; it is never enforced.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,6 +156,9 @@ func (r *Reconciler) restamp(ctx context.Context, pod *corev1.Pod) error {
 	if _, ok := pod.Annotations[fixityv1.SpecHashAnnotation]; !ok {
 		return nil // not admitted by Fixity: judged by Unverified
 	}
+	if r.foundChanged(client.ObjectKeyFromObject(pod)) {
+		return nil // found changed in place before: a new stamp must not wipe that out
+	}
 	current, err := r.Versions.Current(ctx, false)
 	if err != nil || admitted.StampOf(pod) == current {
 		return err
@@ -169,6 +173,20 @@ func (r *Reconciler) restamp(ctx context.Context, pod *corev1.Pod) error {
 	ctrl.LoggerFrom(ctx).Info("Stamped the records of a pod admitted under another version", "pod", klog.KObj(pod),
 		"was", before.Annotations[fixityv1.RecordVersionAnnotation], "now", current.String())
 	return nil
+}
+
+// foundChanged reports whether the pod was found drifted by SpecChange when last looked at.
+func (r *Reconciler) foundChanged(key types.NamespacedName) bool {
+	st, ok := r.Tracker.Get(key)
+	if !ok {
+		return false
+	}
+	for _, fs := range st.Findings {
+		if slices.ContainsFunc(fs, func(f drift.Finding) bool { return f.Check == fixityv1.CheckSpecChange }) {
+			return true
+		}
+	}
+	return false
 }
 
 // report tells what was found, once per change, and stops here for a pod that is not drifted.
@@ -241,8 +259,12 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 	}
 	if ref != nil {
 		owner, err := remediation.ReadOwner(ctx, r.APIReader, s.pod.Namespace, ref)
-		if err != nil || owner == nil {
-			return reconcile.Fail(err) // gone: the garbage collector takes its pods
+		switch {
+		case err != nil:
+			return reconcile.Fail(err)
+		case owner == nil:
+			// Gone: the garbage collector takes its pods. Never taken for a bare pod.
+			return reconcile.Stop()
 		}
 		s.owner = owner
 	}
@@ -381,8 +403,14 @@ func (r *Reconciler) higherOrdinalDrifted(s *scope) string {
 		if !ok || !sok || theirs <= mine || !sib.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if st, seen := r.Tracker.Get(client.ObjectKeyFromObject(sib)); seen && st.Drifted() && st.Held == nil {
-			return sib.Name
+		st, seen := r.Tracker.Get(client.ObjectKeyFromObject(sib))
+		if !seen || st.Held != nil {
+			continue
+		}
+		for _, p := range s.by { // drifted under a policy that replaces it, not one that reports
+			if len(st.Findings[p.Name]) > 0 {
+				return sib.Name
+			}
 		}
 	}
 	return ""

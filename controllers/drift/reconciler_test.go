@@ -218,3 +218,35 @@ func TestGatePhase(t *testing.T) {
 		}
 	})
 }
+
+// A pod whose owner is gone is left to the garbage collector: never replaced, and never taken
+// for a bare pod to be recreated.
+func TestDecidePhaseLeavesOrphansToTheGarbageCollector(t *testing.T) {
+	ctx := context.Background()
+	p := builders.Policy("production", func(s *fixityv1.ImmutabilityPolicySpec) { s.Drift.MaxDriftedPercent = ptr.To[int32](100) })
+	rs := builders.ReplicaSet("shop", "web-abc", 1, 1) // not created: deleted already
+	pod := builders.Pod("shop", "web-abc-1", builders.OwnedBy(rs, "ReplicaSet"))
+	f := newFixture(t, p, pod, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}})
+	s := f.drifted(t, pod, p, nil)
+	s.by = nil
+	if o := f.r.decide(ctx, s); o.Kind != reconcile.Done || s.owner != nil {
+		t.Fatalf("orphan: outcome %+v, owner %+v", o, s.owner)
+	}
+}
+
+// Stamping the records again never wipes out a change in place that was already found.
+func TestRestampKeepsAFoundSpecChange(t *testing.T) {
+	ctx := context.Background()
+	pod := builders.Pod("shop", "web", builders.Annotated(fixityv1.SpecHashAnnotation, "sha256:admitted"))
+	f := newFixture(t, pod)
+	f.r.Tracker.Set(client.ObjectKeyFromObject(pod), drift.PodState{
+		Findings:    map[string][]drift.Finding{"prod": {{Check: fixityv1.CheckSpecChange, Message: "changed"}}},
+		Generations: map[string]int64{"prod": 1},
+	})
+	if err := f.r.restamp(ctx, pod); err != nil { // Versions is nil: it would panic if consulted
+		t.Fatal(err)
+	}
+	if pod.Annotations[fixityv1.SpecHashAnnotation] != "sha256:admitted" {
+		t.Fatalf("the record was stamped again: %v", pod.Annotations)
+	}
+}

@@ -12,8 +12,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -23,8 +21,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/remediation"
 )
 
-// waitGoing is how soon a pod that is still terminating is looked at again (its deletion also
-// wakes the controller).
+// waitGoing is how soon a pod that is still terminating is looked at again.
 const waitGoing = 2 * time.Second
 
 // Reconciler recreates one bare pod from its saved spec.
@@ -96,7 +93,11 @@ func (r *Reconciler) deleteDrifted(ctx context.Context, s *scope) reconcile.Outc
 	case s.current == nil:
 		return reconcile.Next()
 	case s.current.UID != s.spec.Old:
-		return reconcile.Fail(r.drop(ctx, s)) // back already (an earlier attempt of ours, or someone else)
+		// Back already (an earlier attempt of ours, or someone else): done.
+		if err := r.drop(ctx, s); err != nil {
+			return reconcile.Fail(err)
+		}
+		return reconcile.Stop()
 	case !s.current.DeletionTimestamp.IsZero():
 		return reconcile.Wait(waitGoing, "", "the drifted pod is terminating")
 	}
@@ -138,40 +139,15 @@ func (r *Reconciler) drop(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// SetupWithManager registers the controller: saved specs in the operator's namespace, and the
-// deletion of the pods they are for.
+// SetupWithManager registers the controller on the saved specs in the operator's namespace.
+// It does not watch pods: a recreation waits on the pod it deleted by requeueing (waitGoing),
+// which is rare enough that a second handler on every pod event of the cluster would cost more.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.ConfigMap{}, fixityv1.SavedPodIndex, func(o client.Object) []string {
-		if v, ok := o.GetAnnotations()[fixityv1.SavedPodAnnotation]; ok && o.GetNamespace() == r.Namespace {
-			return []string{v}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("indexing saved pod specs: %w", err)
-	}
 	saved := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == r.Namespace && o.GetLabels()[fixityv1.RecreateLabel] == "true"
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.ConfigMap{}, builder.WithPredicates(saved)).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.savedSpecsOf), builder.WithPredicates(predicate.Funcs{
-			CreateFunc: func(event.CreateEvent) bool { return false },
-		})).
 		Named("recreate").
 		Complete(r)
-}
-
-// savedSpecsOf lists the saved specs for a pod that changed or went.
-func (r *Reconciler) savedSpecsOf(ctx context.Context, pod client.Object) []ctrl.Request {
-	var list corev1.ConfigMapList
-	if err := r.List(ctx, &list, client.InNamespace(r.Namespace),
-		client.MatchingFields{fixityv1.SavedPodIndex: client.ObjectKeyFromObject(pod).String()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing saved pod specs", "pod", klog.KObj(pod))
-		return nil
-	}
-	out := make([]ctrl.Request, len(list.Items))
-	for i := range list.Items {
-		out[i] = ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
-	}
-	return out
 }

@@ -111,6 +111,9 @@ func ReadSaved(cm *corev1.ConfigMap) (*Saved, error) {
 	if client.ObjectKeyFromObject(s.Spec) != s.Pod {
 		return nil, bad("data %s is pod %s, not %s", savedKey, client.ObjectKeyFromObject(s.Spec), s.Pod)
 	}
+	// The operator creates the pod as itself, whose fixity.dev/* annotations admission keeps:
+	// records in a saved spec are never taken, admission writes them afresh.
+	maps.DeleteFunc(s.Spec.Annotations, func(k, _ string) bool { return strings.HasPrefix(k, fixityv1.Prefix) })
 	for _, p := range strings.Split(cm.Annotations[fixityv1.SavedPoliciesAnnotation], ",") {
 		if p != "" {
 			s.Policies = append(s.Policies, p)

@@ -3,6 +3,7 @@ package remediation
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,6 +52,7 @@ type Evictor struct {
 	// refused counts refusals in a row per pod UID, bounded and expiring: a pod deleted by
 	// someone else while refused leaves nothing behind for long.
 	refused *cache.LRUExpireCache
+	once    sync.Once
 }
 
 // refusalsKept bounds how many pods' refusals are remembered, and for how long.
@@ -67,6 +69,7 @@ func NewEvictor(c client.Client) *Evictor {
 // backoff counts one more refusal of uid and returns the wait before the next try:
 // EvictionRetry, doubled for each refusal in a row, at most EvictionRetryMax.
 func (e *Evictor) backoff(uid types.UID) time.Duration {
+	e.init()
 	n := 0
 	if v, ok := e.refused.Get(uid); ok {
 		n = v.(int)
@@ -100,4 +103,16 @@ func (e *Evictor) Evict(ctx context.Context, pod *corev1.Pod) (Eviction, error) 
 }
 
 // Forget drops the backoff of a pod that is gone.
-func (e *Evictor) Forget(uid types.UID) { e.refused.Remove(uid) }
+func (e *Evictor) Forget(uid types.UID) {
+	e.init()
+	e.refused.Remove(uid)
+}
+
+// init makes a zero Evictor usable.
+func (e *Evictor) init() {
+	e.once.Do(func() {
+		if e.refused == nil {
+			e.refused = cache.NewLRUExpireCache(refusalsKept)
+		}
+	})
+}

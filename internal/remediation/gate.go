@@ -3,13 +3,16 @@ package remediation
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,8 +24,20 @@ import (
 // until it recovers.
 const DefaultReplacementTimeout = 10 * time.Minute
 
-// GateWait is how soon an owner the gate holds is looked at again.
-const GateWait = 2 * time.Second
+// GateWait is how soon an owner the gate holds is looked at again; StuckWait, once it is stuck.
+const (
+	GateWait  = 2 * time.Second
+	StuckWait = 15 * time.Second
+)
+
+// ledgerExpiry is how old a ledger entry may be before it says nothing about the owner now
+// (the owner recovered, and no other pod of it drifted to clear the entry); the floor of
+// desired − 1 Ready pods holds either way.
+const ledgerExpiry = 24 * time.Hour
+
+// recentMemory is how long the gate remembers an eviction in memory, for the moment before the
+// cache shows the evicted pod going, whether or not the ledger entry could be written.
+const recentMemory = time.Minute
 
 // Ledger entry keys.
 const (
@@ -60,6 +75,9 @@ type Gate struct {
 	// Timeout is how long an owner may take to recover; 0 means DefaultReplacementTimeout.
 	Timeout time.Duration
 	Clock   clock.PassiveClock
+
+	once   sync.Once
+	recent *cache.LRUExpireCache // owner UID -> UID of the pod last evicted
 }
 
 type entry struct {
@@ -70,6 +88,8 @@ type entry struct {
 }
 
 func ledgerName(owner types.UID) string { return "fixity-replacing-" + string(owner) }
+
+func (g *Gate) init() { g.recent = cache.NewLRUExpireCache(4096) }
 
 func (g *Gate) clock() clock.PassiveClock {
 	if g.Clock == nil {
@@ -88,6 +108,17 @@ func (g *Gate) timeout() time.Duration {
 // Check decides whether pod, one of o's pods (all of them listed in pods, as the cache shows
 // them), may be replaced now.
 func (g *Gate) Check(ctx context.Context, o *Owner, pod *corev1.Pod, pods []corev1.Pod) (Verdict, error) {
+	g.once.Do(g.init)
+	// Evicted a moment ago and still shown Ready by the cache: it is going, whatever the ledger.
+	var evicted types.UID
+	if v, ok := g.recent.Get(o.UID); ok {
+		evicted = v.(types.UID)
+		for i := range pods {
+			if pods[i].UID == evicted && pods[i].DeletionTimestamp.IsZero() {
+				return Verdict{Message: fmt.Sprintf("pod %s of %s was just evicted", pods[i].Name, o), RetryAfter: GateWait}, nil
+			}
+		}
+	}
 	e, err := g.read(ctx, o)
 	if err != nil {
 		return Verdict{}, err
@@ -106,11 +137,11 @@ func (g *Gate) Check(ctx context.Context, o *Owner, pod *corev1.Pod, pods []core
 			target = min(target, o.Desired)
 		}
 		if ready < target {
-			waited := g.clock().Since(e.at)
-			if waited >= g.timeout() {
-				return Verdict{Stuck: true, RetryAfter: GateWait, Message: fmt.Sprintf(
-					"%s has %d Ready pods, not the %d it had before pod %s was replaced %s ago: nothing more of it is replaced until it recovers",
-					o, ready, target, e.pod, waited.Round(time.Second))}, nil
+			if g.clock().Since(e.at) >= g.timeout() {
+				// The message stays the same while the owner stays stuck: it is told once.
+				return Verdict{Stuck: true, RetryAfter: StuckWait, Message: fmt.Sprintf(
+					"%s has %d Ready pods, not the %d it had before pod %s was replaced at %s: nothing more of it is replaced until it recovers",
+					o, ready, target, e.pod, e.at.UTC().Format(time.RFC3339))}, nil
 			}
 			return Verdict{RetryAfter: GateWait, Message: fmt.Sprintf(
 				"%s has %d of the %d Ready pods it had before pod %s was replaced; waiting", o, ready, target, e.pod)}, nil
@@ -125,7 +156,11 @@ func (g *Gate) Check(ctx context.Context, o *Owner, pod *corev1.Pod, pods []core
 	if o.Known {
 		desired = o.Desired
 	}
-	if others := readyPods(pods, pod.UID); others < desired-1 {
+	others := readyPods(pods, pod.UID)
+	if evicted != "" && evicted != pod.UID && others > 0 && slices.ContainsFunc(pods, func(p corev1.Pod) bool { return p.UID == evicted && PodReady(&p) }) {
+		others-- // the evicted pod, still counted Ready by a stale cache
+	}
+	if others < desired-1 {
 		return Verdict{RetryAfter: GateWait, Message: fmt.Sprintf(
 			"%s has only %d other Ready pods of %d: replacing pod %s now would leave fewer than %d", o, others, desired, pod.Name, desired-1)}, nil
 	}
@@ -135,6 +170,8 @@ func (g *Gate) Check(ctx context.Context, o *Owner, pod *corev1.Pod, pods []core
 // Record notes that pod of o was just evicted and how many Ready pods o had (pods as listed before
 // the eviction), so the next of its pods waits until it has them again.
 func (g *Gate) Record(ctx context.Context, o *Owner, pod *corev1.Pod, pods []corev1.Pod) error {
+	g.once.Do(g.init)
+	g.recent.Add(o.UID, pod.UID, recentMemory)
 	ready := readyPods(pods, "")
 	if o.Known {
 		ready = min(ready, o.Ready)
@@ -191,6 +228,9 @@ func (g *Gate) read(ctx context.Context, o *Owner) (*entry, error) {
 	at, err := time.Parse(time.RFC3339, cm.Data[ledgerAt])
 	if err != nil {
 		return nil, bad(ledgerAt, err)
+	}
+	if g.clock().Since(at) > ledgerExpiry {
+		return nil, g.forget(ctx, o)
 	}
 	return &entry{readyBefore: int32(n), pod: cm.Data[ledgerPod], podUID: types.UID(cm.Data[ledgerPodUID]), at: at}, nil
 }

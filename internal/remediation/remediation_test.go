@@ -276,7 +276,8 @@ func TestGateRefusesALedgerEntryItCannotRead(t *testing.T) {
 	if err := f.gate.Client.Update(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.gate.Check(ctx, f.owner, &f.pods[1], f.pods); err == nil || !strings.Contains(err.Error(), "data readyBefore") {
+	restarted := &Gate{Client: f.gate.Client, Reader: f.gate.Reader, Namespace: f.gate.Namespace, Clock: f.clock}
+	if _, err := restarted.Check(ctx, f.owner, &f.pods[1], f.pods); err == nil || !strings.Contains(err.Error(), "data readyBefore") {
 		t.Fatalf("a broken ledger entry: %v, want an error naming the field", err)
 	}
 }
@@ -302,5 +303,58 @@ func TestReadOwner(t *testing.T) {
 	}
 	if _, err := ReadOwner(ctx, c, "shop", &metav1.OwnerReference{APIVersion: "a/b/c", Kind: "X", Name: "x"}); err == nil {
 		t.Error("a malformed apiVersion is an error")
+	}
+}
+
+// An eviction whose ledger entry could not be written still holds the owner's next pod while the
+// cache shows the evicted one Ready.
+func TestGateRemembersAnEvictionItCouldNotRecord(t *testing.T) {
+	ctx := context.Background()
+	f := newGateFixture(t, 3, 3)
+	broken := interceptor.NewClient(f.gate.Client.(client.WithWatch), interceptor.Funcs{
+		Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
+			return apierrors.NewInternalError(context.DeadlineExceeded)
+		},
+	})
+	f.gate.Client = broken
+	if err := f.gate.Record(ctx, f.owner, &f.pods[0], f.pods); err == nil {
+		t.Fatal("the ledger write was meant to fail")
+	}
+	if v := f.check(t, 1); v.Open {
+		t.Fatalf("the next pod, with the evicted one still Ready in the cache: %+v", v)
+	}
+}
+
+// A stuck owner is told once: the message does not change while it stays stuck.
+func TestGateStuckMessageIsStable(t *testing.T) {
+	ctx := context.Background()
+	f := newGateFixture(t, 3, 3)
+	if err := f.gate.Record(ctx, f.owner, &f.pods[0], f.pods); err != nil {
+		t.Fatal(err)
+	}
+	f.pods, f.owner.Ready = f.pods[1:], 2
+	f.clock.Step(2 * time.Minute)
+	first := f.check(t, 0)
+	f.clock.Step(time.Minute)
+	if second := f.check(t, 0); !first.Stuck || second.Message != first.Message || first.RetryAfter != StuckWait {
+		t.Fatalf("stuck twice: %+v then %+v", first, second)
+	}
+}
+
+// A day-old entry says nothing about the owner now; the floor still holds.
+func TestGateLedgerEntriesExpire(t *testing.T) {
+	ctx := context.Background()
+	f := newGateFixture(t, 3, 3)
+	if err := f.gate.Record(ctx, f.owner, &f.pods[0], f.pods); err != nil {
+		t.Fatal(err)
+	}
+	f.pods = f.pods[1:]
+	f.clock.Step(25 * time.Hour)
+	builders.NotReady(&f.pods[1]) // an unrelated pod is down now
+	if v := f.check(t, 0); v.Open || v.Stuck {
+		t.Fatalf("floor: %+v", v)
+	}
+	if e, err := f.gate.read(ctx, f.owner); e != nil || err != nil {
+		t.Fatalf("a day-old entry was kept: %+v, %v", e, err)
 	}
 }
