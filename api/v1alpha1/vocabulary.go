@@ -31,6 +31,9 @@ const (
 	// ReconcileErrorReason means the last reconcile failed for a reason that may pass; the
 	// message is the error.
 	ReconcileErrorReason = "ReconcileError"
+	// NoRequesterReason means an AccessGrant has no recorded requester (it was created while
+	// the webhook was not installed), so nobody may use it.
+	NoRequesterReason = "NoRequester"
 	// ProceedingReason means no drifted pod is held back.
 	ProceedingReason = "Proceeding"
 	// ReplacementWouldBeDeniedReason means a drifted pod is kept because the pod that would

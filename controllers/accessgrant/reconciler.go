@@ -20,6 +20,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/patch"
+	"github.com/fixity-dev/fixity/internal/reconcile"
 )
 
 // Reconciler reconciles an AccessGrant.
@@ -63,22 +64,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	defer patch.NewHelper(g, r.Client).Finish(ctx, g, &retErr)
 
 	now := r.now()
-	var errs []error
-	for _, sub := range []func(context.Context, *fixityv1.AccessGrant) error{
-		r.reconcileRequester,
-		func(ctx context.Context, g *fixityv1.AccessGrant) error { return r.reconcilePhase(ctx, g, now) },
-		r.reconcileTaints,
-	} {
-		if err := sub(ctx, g); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	err := errors.Join(errs...)
-	setReady(g, err)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if g.Status.Phase == fixityv1.GrantActive {
+	outcome := reconcile.Worst(r.reconcileRequester(ctx, g), r.reconcilePhase(ctx, g, now), r.reconcileTaints(ctx, g))
+	setReady(g, outcome)
+	switch {
+	case outcome.Kind == reconcile.Retry:
+		return ctrl.Result{}, outcome.Err
+	case g.Status.Phase == fixityv1.GrantActive:
 		// Wake up exactly when the grant ends; no polling. Active at now means it ends after
 		// now, so the wait is positive.
 		return ctrl.Result{RequeueAfter: max(grants.ExpiresAt(g).Sub(now), time.Millisecond)}, nil
@@ -86,35 +77,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	return ctrl.Result{}, nil
 }
 
-func (r *Reconciler) reconcileRequester(_ context.Context, g *fixityv1.AccessGrant) error {
+func (r *Reconciler) reconcileRequester(_ context.Context, g *fixityv1.AccessGrant) reconcile.Outcome {
 	g.Status.Requester = grants.Requester(g)
 	if g.Status.Requester == "" {
-		// Only possible if the grant was created while the webhook was not installed.
-		return errors.New("the grant has no requester: it was not admitted by the Fixity webhook, so nobody may use it")
+		// Only possible if the grant was created while the webhook was not installed; no retry
+		// fixes that.
+		return reconcile.Invalid(fixityv1.NoRequesterReason, errors.New("the grant has no requester: it was not admitted by the Fixity webhook, so nobody may use it"))
 	}
-	return nil
+	return reconcile.Next()
 }
 
-func (r *Reconciler) reconcilePhase(ctx context.Context, g *fixityv1.AccessGrant, now time.Time) error {
+func (r *Reconciler) reconcilePhase(ctx context.Context, g *fixityv1.AccessGrant, now time.Time) reconcile.Outcome {
 	expires := grants.ExpiresAt(g)
 	g.Status.ExpiresAt = &metav1.Time{Time: expires}
 	was := g.Status.Phase
 	if grants.Active(g, now) {
 		g.Status.Phase = fixityv1.GrantActive
-		return nil
+		return reconcile.Next()
 	}
 	g.Status.Phase = fixityv1.GrantExpired
 	if was != fixityv1.GrantExpired {
 		ctrl.LoggerFrom(ctx).Info("Grant expired", "grant", klog.KObj(g), "expiresAt", expires)
 		r.announceEnd(ctx, g, fmt.Sprintf("expired at %s", expires.UTC().Format(time.RFC3339)))
 	}
-	return nil
+	return reconcile.Next()
 }
 
 // reconcileTaints marks every pod the grant let someone into, so it is replaced once the grant
 // has ended: kubectl debug sessions, which are tainted here rather than at admission, and any
 // pod whose taint at admission was lost.
-func (r *Reconciler) reconcileTaints(ctx context.Context, g *fixityv1.AccessGrant) error {
+func (r *Reconciler) reconcileTaints(ctx context.Context, g *fixityv1.AccessGrant) reconcile.Outcome {
 	var errs []error
 	done := map[string]bool{}
 	for _, s := range g.Status.Sessions {
@@ -138,7 +130,7 @@ func (r *Reconciler) reconcileTaints(ctx context.Context, g *fixityv1.AccessGran
 		}
 		ctrl.LoggerFrom(ctx).Info("Tainted pod", "pod", klog.KObj(pod), "grant", klog.KObj(g))
 	}
-	return errors.Join(errs...)
+	return reconcile.Fail(errors.Join(errs...))
 }
 
 // revoke ends a deleted grant: its pods are tainted and told, then the finalizer goes.
@@ -146,13 +138,13 @@ func (r *Reconciler) revoke(ctx context.Context, g *fixityv1.AccessGrant) error 
 	if !controllerutil.ContainsFinalizer(g, grants.Finalizer) {
 		return nil
 	}
-	if err := r.reconcileTaints(ctx, g); err != nil {
-		return err
+	if o := r.reconcileTaints(ctx, g); o.Err != nil {
+		return o.Err
 	}
 	if g.Status.Phase != fixityv1.GrantRevoked && g.Status.Phase != fixityv1.GrantExpired {
 		before := g.DeepCopy()
 		g.Status.Phase = fixityv1.GrantRevoked
-		setReady(g, nil)
+		setReady(g, reconcile.Next())
 		if err := r.Status().Patch(ctx, g, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("marking grant revoked: %w", err)
 		}
@@ -183,12 +175,14 @@ func (r *Reconciler) announceEnd(ctx context.Context, g *fixityv1.AccessGrant, h
 	}
 }
 
-// setReady derives Ready from the phase and the sub-reconcilers' outcome, in one place.
-func setReady(g *fixityv1.AccessGrant, err error) {
+// setReady derives Ready from the phase and the phases' outcome, in one place.
+func setReady(g *fixityv1.AccessGrant, o reconcile.Outcome) {
 	cond := metav1.Condition{Type: fixityv1.ReadyCondition, ObservedGeneration: g.Generation}
 	switch {
-	case err != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, err.Error()
+	case o.Kind == reconcile.Terminal:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
+	case o.Kind == reconcile.Retry:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, o.Message
 	case g.Status.Phase == fixityv1.GrantActive:
 		cond.Status, cond.Reason = metav1.ConditionTrue, string(fixityv1.GrantActive)
 		cond.Message = fmt.Sprintf("%s may use %v until %s", g.Status.Requester, g.Spec.Access, g.Status.ExpiresAt.UTC().Format(time.RFC3339))

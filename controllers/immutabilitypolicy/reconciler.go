@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	crreconcile "sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -30,6 +30,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/patch"
+	"github.com/fixity-dev/fixity/internal/reconcile"
 )
 
 // Reconciler reconciles an ImmutabilityPolicy.
@@ -46,12 +47,6 @@ const driftCoalesce = time.Second
 
 // resync bounds how stale the drift counts in status can get if a change notice was missed.
 const resync = 30 * time.Second
-
-// invalidSpecError marks a spec that passed the schema but cannot be enforced: it is reported
-// in the Ready condition, not retried, because only an edit can fix it.
-type invalidSpecError struct{ msg string }
-
-func (e *invalidSpecError) Error() string { return e.msg }
 
 // +kubebuilder:rbac:groups=fixity.dev,resources=immutabilitypolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=fixity.dev,resources=immutabilitypolicies/status,verbs=get;update;patch
@@ -79,34 +74,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	defer patch.NewHelper(policy, r.Client).Finish(ctx, policy, &retErr)
 
-	var errs []error
-	for _, sub := range []func(context.Context, *fixityv1.ImmutabilityPolicy) error{
-		r.reconcileSpec,
-		r.reconcileDrift,
-	} {
-		if err := sub(ctx, policy); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	err := errors.Join(errs...)
-	setReady(policy, err)
-
-	var invalid *invalidSpecError
-	if errors.As(err, &invalid) {
-		log.Info("Policy cannot be enforced as written", "policy", klog.KObj(policy), "reason", invalid.msg)
+	// Every phase runs, so the status is whole even when the spec is wrong; Ready is derived
+	// from their outcomes in one place.
+	outcome := reconcile.Worst(r.reconcileSpec(ctx, policy), r.reconcileDrift(ctx, policy))
+	setReady(policy, outcome)
+	switch outcome.Kind {
+	case reconcile.Terminal:
+		// Only an edit fixes it, and the status says so: no retry, no error log per look.
+		log.Info("Policy cannot be enforced as written", "policy", klog.KObj(policy), "reason", outcome.Message)
 		return ctrl.Result{}, nil
+	case reconcile.Retry:
+		return ctrl.Result{}, outcome.Err
 	}
-	if err == nil && r.Drift != nil {
+	if r.Drift != nil {
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
-	return ctrl.Result{}, err
+	return ctrl.Result{}, nil
 }
 
 // reconcileDrift publishes the drift counts, the circuit breaker's state (condition and gauge,
 // here only) and the drifted pods held back.
-func (r *Reconciler) reconcileDrift(_ context.Context, p *fixityv1.ImmutabilityPolicy) error {
+func (r *Reconciler) reconcileDrift(_ context.Context, p *fixityv1.ImmutabilityPolicy) reconcile.Outcome {
 	if r.Drift == nil {
-		return nil
+		return reconcile.Next()
 	}
 	matched, drifted := r.Drift.Counts(p.Name)
 	p.Status.MatchedPods, p.Status.DriftedPods = int32(matched), int32(drifted)
@@ -126,7 +116,7 @@ func (r *Reconciler) reconcileDrift(_ context.Context, p *fixityv1.ImmutabilityP
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 	meta.SetStatusCondition(&p.Status.Conditions, heldCondition(p, r.Drift.Held(p.Name)))
-	return nil
+	return reconcile.Next()
 }
 
 // maxHeldShown bounds how many held pods the condition message names.
@@ -175,7 +165,7 @@ func reportReason(p *fixityv1.ImmutabilityPolicy) string {
 }
 
 // reconcileSpec checks what the CRD schema cannot express.
-func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPolicy) error {
+func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPolicy) reconcile.Outcome {
 	var problems []error
 	if sel := p.Spec.Match.NamespaceSelector; sel != nil {
 		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
@@ -203,13 +193,14 @@ func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPo
 		}
 	}
 	if len(problems) > 0 {
-		return &invalidSpecError{msg: errors.Join(problems...).Error()}
+		return reconcile.Invalid(fixityv1.InvalidSpecReason, errors.Join(problems...))
 	}
-	return nil
+	return reconcile.Next()
 }
 
-// setReady derives Ready from the outcome of all sub-reconcilers, in one place.
-func setReady(p *fixityv1.ImmutabilityPolicy, err error) {
+// setReady derives Ready from the reconcile's outcome, in one place: a terminal outcome's reason
+// (InvalidSpec), ReconcileError for one that is retried, Active otherwise.
+func setReady(p *fixityv1.ImmutabilityPolicy, o reconcile.Outcome) {
 	cond := metav1.Condition{
 		Type:               fixityv1.ReadyCondition,
 		Status:             metav1.ConditionTrue,
@@ -217,12 +208,11 @@ func setReady(p *fixityv1.ImmutabilityPolicy, err error) {
 		Message:            fmt.Sprintf("Policy is enforced in mode %s", p.Spec.Mode),
 		ObservedGeneration: p.Generation,
 	}
-	var invalid *invalidSpecError
-	switch {
-	case errors.As(err, &invalid):
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.InvalidSpecReason, invalid.msg
-	case err != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, err.Error()
+	switch o.Kind {
+	case reconcile.Terminal:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
+	case reconcile.Retry:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, o.Message
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 }
@@ -236,8 +226,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.DriftChanged != nil {
 		// A rollout changes the counts with every pod; one status update per policy per
 		// coalesce interval is enough, and spares the API server a write per pod.
-		coalesce := handler.Funcs{GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			q.AddAfter(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}, driftCoalesce)
+		coalesce := handler.Funcs{GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[crreconcile.Request]) {
+			q.AddAfter(crreconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}, driftCoalesce)
 		}}
 		b = b.WatchesRawSource(source.Channel(r.DriftChanged, coalesce))
 	}

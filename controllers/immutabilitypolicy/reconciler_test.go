@@ -13,6 +13,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/metrics"
+	"github.com/fixity-dev/fixity/internal/reconcile"
 	"github.com/fixity-dev/fixity/test/builders"
 )
 
@@ -52,8 +53,8 @@ func TestReconcileDrift(t *testing.T) {
 			}
 			p := builders.Policy("prod")
 			r := &Reconciler{Drift: tr}
-			if err := r.reconcileDrift(ctx, p); err != nil {
-				t.Fatal(err)
+			if o := r.reconcileDrift(ctx, p); o.Kind != reconcile.Continue {
+				t.Fatalf("outcome = %+v", o)
 			}
 			if p.Status.MatchedPods != int32(tc.pods) || p.Status.DriftedPods != int32(tc.drifted) || p.Status.HeldPods != int32(tc.held) {
 				t.Fatalf("status counts = %+v", p.Status)
@@ -77,5 +78,19 @@ func TestReconcileDrift(t *testing.T) {
 				t.Fatalf("the message says what to fix: %q", held.Message)
 			}
 		})
+	}
+}
+
+// A spec the schema let through but that cannot be enforced is terminal: Ready says which field
+// (InvalidSpec), and it is not retried.
+func TestInvalidSpecIsTerminal(t *testing.T) {
+	p := builders.Policy("prod", func(s *fixityv1.ImmutabilityPolicySpec) {
+		s.Match.PodSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near"}}}
+	})
+	o := reconcile.Worst((&Reconciler{}).reconcileSpec(context.Background(), p), reconcile.Next())
+	setReady(p, o)
+	ready := meta.FindStatusCondition(p.Status.Conditions, fixityv1.ReadyCondition)
+	if o.Kind != reconcile.Terminal || ready == nil || ready.Reason != fixityv1.InvalidSpecReason || !strings.Contains(ready.Message, "spec.match.podSelector") {
+		t.Fatalf("outcome %+v, Ready %+v", o, ready)
 	}
 }

@@ -91,3 +91,21 @@ func Run[S any](ctx context.Context, s S, phases ...Phase[S]) Outcome {
 
 // IsTerminal reports whether err came from a Terminal outcome.
 func IsTerminal(err error) bool { return errors.Is(err, reconcile.TerminalError(nil)) }
+
+// Worst is the outcome that decides among phases that all ran (status reconcilers run every
+// phase so the status is whole): a terminal one over a retry over going on. Errors of several
+// retries are joined.
+func Worst(outcomes ...Outcome) Outcome {
+	out := Next()
+	for _, o := range outcomes {
+		switch {
+		case o.Kind == Terminal && out.Kind != Terminal:
+			out = o
+		case o.Kind == Retry && out.Kind == Retry:
+			out = Fail(errors.Join(out.Err, o.Err))
+		case o.Kind == Retry && out.Kind == Continue:
+			out = o
+		}
+	}
+	return out
+}
