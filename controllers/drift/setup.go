@@ -174,24 +174,20 @@ func (r *Reconciler) podsOfPolicy(ctx context.Context, obj client.Object) []ctrl
 
 // podsOfNamespace lists the pods of a namespace whose labels changed.
 func (r *Reconciler) podsOfNamespace(ctx context.Context, ns string) []ctrl.Request {
-	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing the pods of a relabelled namespace", "namespace", ns)
-		return nil
-	}
-	keys := make([]types.NamespacedName, 0, len(pods.Items))
-	for i := range pods.Items {
-		keys = append(keys, client.ObjectKeyFromObject(&pods.Items[i]))
-	}
-	return requests(keys)
+	return r.podsMatching(ctx, "Listing the pods of a relabelled namespace", client.InNamespace(ns))
 }
 
 // podsOfOwner lists the pods of an owner whose template changed.
 func (r *Reconciler) podsOfOwner(ctx context.Context, obj client.Object) []ctrl.Request {
+	return r.podsMatching(ctx, "Listing the pods of an owner "+klog.KObj(obj).String(),
+		client.InNamespace(obj.GetNamespace()), client.MatchingFields{OwnerIndex: string(obj.GetUID())})
+}
+
+// podsMatching lists the cached pods matching opts as requests; a failure is logged as what.
+func (r *Reconciler) podsMatching(ctx context.Context, what string, opts ...client.ListOption) []ctrl.Request {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(obj.GetNamespace()), client.MatchingFields{OwnerIndex: string(obj.GetUID())},
-		client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing the pods of an owner", "owner", klog.KObj(obj))
+	if err := r.List(ctx, &pods, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, what)
 		return nil
 	}
 	keys := make([]types.NamespacedName, 0, len(pods.Items))
