@@ -16,7 +16,7 @@ import (
 // Setup registers every controller with mgr.
 func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 	if err := (&immutabilitypolicy.Reconciler{
-		Client: mgr.GetClient(), Drift: d.Tracker, DriftChanged: d.DriftChanged,
+		Client: mgr.GetClient(), Drift: d.Tracker, DriftChanged: d.DriftChanged, Namespace: d.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
 	}

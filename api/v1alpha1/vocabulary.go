@@ -110,10 +110,13 @@ const (
 	SavedPodAnnotation      = Prefix + "pod"
 	SavedUIDAnnotation      = Prefix + "pod-uid"
 	SavedPoliciesAnnotation = Prefix + "policies"
-	// LedgerLabel marks the replacement ledger's ConfigMaps (operator's namespace), value
-	// "owner"; LedgerOwnerAnnotation names the owner (Kind namespace/name).
-	LedgerLabel           = Prefix + "ledger"
-	LedgerOwnerAnnotation = Prefix + "owner"
+	// LedgerLabel marks the replacement ledger's ConfigMaps (operator's namespace): value
+	// "owner" for an owner's last replacement (LedgerOwnerAnnotation names the owner, Kind
+	// namespace/name), "replaced" for a policy's replacement count (LedgerPolicyAnnotation
+	// names the policy).
+	LedgerLabel            = Prefix + "ledger"
+	LedgerOwnerAnnotation  = Prefix + "owner"
+	LedgerPolicyAnnotation = Prefix + "policy"
 	// OwnerIndex is the cache index of pods by their controller's UID.
 	OwnerIndex = Prefix + "controller-uid"
 )

@@ -31,6 +31,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/patch"
 	"github.com/fixity-dev/fixity/internal/reconcile"
+	"github.com/fixity-dev/fixity/internal/remediation"
 )
 
 // Reconciler reconciles an ImmutabilityPolicy.
@@ -38,8 +39,11 @@ type Reconciler struct {
 	client.Client
 	// Drift is what drift detection found per pod; nil leaves the drift status alone.
 	Drift *drift.Tracker
-	// DriftChanged names policies whose drift counts changed, so their status follows promptly.
+	// DriftChanged names policies whose drift or replacement counts changed, so their status
+	// follows promptly.
 	DriftChanged <-chan event.GenericEvent
+	// Namespace is the operator's namespace, where the replacement counts are kept.
+	Namespace string
 }
 
 // driftCoalesce is how long drift count changes are gathered before the status is updated.
@@ -63,10 +67,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	policy := &fixityv1.ImmutabilityPolicy{}
 	if err := r.Get(ctx, req.NamespacedName, policy); err != nil {
-		if apierrors.IsNotFound(err) {
-			metrics.ForgetPolicy(req.Name) // a policy's series go with the policy
+		if apierrors.IsNotFound(err) { // a policy's series and counts go with the policy
+			metrics.ForgetPolicy(req.Name)
+			return ctrl.Result{}, remediation.ForgetPolicy(ctx, r.Client, r.Namespace, req.Name)
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	if !policy.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
@@ -94,9 +99,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 // reconcileDrift publishes the drift counts, the circuit breaker's state (condition and gauge,
 // here only) and the drifted pods held back.
-func (r *Reconciler) reconcileDrift(_ context.Context, p *fixityv1.ImmutabilityPolicy) reconcile.Outcome {
+func (r *Reconciler) reconcileDrift(ctx context.Context, p *fixityv1.ImmutabilityPolicy) reconcile.Outcome {
 	if r.Drift == nil {
 		return reconcile.Next()
+	}
+	// The ledger's count only grows; a status ahead of it (written before counts were kept in
+	// the ledger) is kept.
+	replaced, ok, err := remediation.Count(ctx, r.Client, r.Namespace, p)
+	if err != nil {
+		return reconcile.Fail(err)
+	}
+	if ok && replaced > p.Status.ReplacedPods {
+		p.Status.ReplacedPods = replaced
 	}
 	matched, drifted := r.Drift.Counts(p.Name)
 	p.Status.MatchedPods, p.Status.DriftedPods = int32(matched), int32(drifted)

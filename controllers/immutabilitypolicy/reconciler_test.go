@@ -9,11 +9,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/metrics"
+	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/internal/reconcile"
+	"github.com/fixity-dev/fixity/internal/remediation"
 	"github.com/fixity-dev/fixity/test/builders"
 )
 
@@ -52,7 +55,7 @@ func TestReconcileDrift(t *testing.T) {
 				}
 			}
 			p := builders.Policy("prod")
-			r := &Reconciler{Drift: tr}
+			r := &Reconciler{Drift: tr, Client: fake.NewClientBuilder().WithScheme(operator.NewScheme()).Build(), Namespace: "fixity-system"}
 			if o := r.reconcileDrift(ctx, p); o.Kind != reconcile.Continue {
 				t.Fatalf("outcome = %+v", o)
 			}
@@ -92,5 +95,32 @@ func TestInvalidSpecIsTerminal(t *testing.T) {
 	ready := meta.FindStatusCondition(p.Status.Conditions, fixityv1.ReadyCondition)
 	if o.Kind != reconcile.Terminal || ready == nil || ready.Reason != fixityv1.InvalidSpecReason || !strings.Contains(ready.Message, "spec.match.podSelector") {
 		t.Fatalf("outcome %+v, Ready %+v", o, ready)
+	}
+}
+
+// status.replacedPods is published by the policy controller alone, from the ledger's count; a
+// status ahead of the ledger (from before counts were kept there) is kept.
+func TestReplacedPodsComeFromTheLedger(t *testing.T) {
+	ctx := context.Background()
+	p := builders.Policy("prod")
+	p.UID = "p-uid"
+	c := fake.NewClientBuilder().WithScheme(operator.NewScheme()).WithObjects(p).WithStatusSubresource(p).Build()
+	ledger := &remediation.Ledger{Client: c, Reader: c, Namespace: "fixity-system"}
+	for range 3 {
+		ledger.Replaced(ctx, "prod", metrics.MethodEvicted)
+	}
+	r := &Reconciler{Drift: drift.NewTracker(), Client: c, Namespace: "fixity-system"}
+	if o := r.reconcileDrift(ctx, p); o.Kind != reconcile.Continue || p.Status.ReplacedPods != 3 {
+		t.Fatalf("outcome %+v, replacedPods %d, want 3", o, p.Status.ReplacedPods)
+	}
+	p.Status.ReplacedPods = 7
+	if r.reconcileDrift(ctx, p); p.Status.ReplacedPods != 7 {
+		t.Fatalf("a status ahead of the ledger went back to %d", p.Status.ReplacedPods)
+	}
+	if err := remediation.ForgetPolicy(ctx, c, "fixity-system", "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := remediation.Count(ctx, c, "fixity-system", p); ok {
+		t.Fatal("the count of a deleted policy is kept")
 	}
 }

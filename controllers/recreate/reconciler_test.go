@@ -23,8 +23,9 @@ const ns = "fixity-system"
 
 func newReconciler(objs ...client.Object) (*Reconciler, client.Client) {
 	p := builders.Policy("prod")
+	p.UID = "p-uid"
 	c := fake.NewClientBuilder().WithScheme(operator.NewScheme()).WithObjects(append(objs, p)...).WithStatusSubresource(p).Build()
-	return &Reconciler{Client: c, APIReader: c, Ledger: &remediation.Ledger{Client: c, Reader: c},
+	return &Reconciler{Client: c, APIReader: c, Ledger: &remediation.Ledger{Client: c, Reader: c, Namespace: ns},
 		Events: events.NewFakeRecorder(8), Namespace: ns}, c
 }
 
@@ -67,8 +68,11 @@ func TestRecreation(t *testing.T) {
 		t.Fatalf("the saved spec is removed once the pod is back: %v", err)
 	}
 	p := &fixityv1.ImmutabilityPolicy{}
-	if err := c.Get(ctx, client.ObjectKey{Name: "prod"}, p); err != nil || p.Status.ReplacedPods != 1 {
-		t.Fatalf("replacement counted: %d, %v", p.Status.ReplacedPods, err)
+	if err := c.Get(ctx, client.ObjectKey{Name: "prod"}, p); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok, err := remediation.Count(ctx, c, ns, p); err != nil || !ok || n != 1 {
+		t.Fatalf("replacement counted: %d, %t, %v", n, ok, err)
 	}
 }
 

@@ -106,17 +106,22 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	d := &Deps{Options: o, Events: mgr.GetEventRecorder("fixity"), Census: &remediation.Census[types.NamespacedName]{}}
 	d.Matcher = &policy.Matcher{Reader: mgr.GetClient(), OperatorNamespace: o.Namespace}
 
+	// Drift counts and replacement counts flow to the policies' status through the tracker and
+	// the ledger; the channel wakes the policy controller, the status's only writer.
 	d.Tracker = drift.NewTracker()
 	d.DriftChanged = make(chan event.GenericEvent, 1024)
-	d.Tracker.OnChange = func(policies []string) {
-		for _, name := range policies {
-			select {
-			case d.DriftChanged <- event.GenericEvent{Object: &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
-			default: // full: the policy controller's periodic resync catches up
-			}
+	changed := func(name string) {
+		select {
+		case d.DriftChanged <- event.GenericEvent{Object: &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+		default: // full: the policy controller's periodic resync catches up
 		}
 	}
-	d.Ledger = &remediation.Ledger{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}
+	d.Tracker.OnChange = func(policies []string) {
+		for _, name := range policies {
+			changed(name)
+		}
+	}
+	d.Ledger = &remediation.Ledger{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Namespace, Changed: changed}
 
 	podSecurity, err := lockdown.NewPodSecurity()
 	if err != nil {

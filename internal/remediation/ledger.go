@@ -3,8 +3,11 @@ package remediation
 import (
 	"context"
 	"fmt"
+	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -12,14 +15,25 @@ import (
 	"github.com/fixity-dev/fixity/internal/metrics"
 )
 
-// Ledger records each replacement a policy asked for: the replacements metric, and the
-// policy's status.replacedPods, which is kept in the policy so that it survives restarts.
+// ledgerCount is the key of a policy's replacement count in its ConfigMap.
+const ledgerCount = "replaced"
+
+// Ledger records each replacement a policy asked for: the replacements metric, and a count
+// kept in ConfigMap fixity-replaced-<policy UID> in the operator's namespace, where tenants
+// cannot write. The count survives restarts; the policy controller, the only writer of a
+// policy's status, publishes it as status.replacedPods.
 type Ledger struct {
-	// Client patches the status; Reader reads the policy from the API server first, so that
-	// a count is never lost to a stale copy.
-	Client client.Client
-	Reader client.Reader
+	// Client writes the counts; Reader reads them and the policies from the API server, so
+	// that concurrent replacements never lose a count to a stale copy.
+	Client    client.Client
+	Reader    client.Reader
+	Namespace string
+	// Changed is told the name of a policy whose count changed, to wake its status writer.
+	Changed func(policy string)
 }
+
+// CountName is the ConfigMap holding the replacement count of the policy with this UID.
+func CountName(p *fixityv1.ImmutabilityPolicy) string { return "fixity-replaced-" + string(p.UID) }
 
 // Replaced records one replacement by policy, made by method (metrics.MethodEvicted, ...).
 // Failing to count never undoes or blocks a replacement: it is logged.
@@ -28,22 +42,82 @@ func (l *Ledger) Replaced(ctx context.Context, policy, method string) {
 	if err := l.count(ctx, policy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Counting a replacement", "policy", policy)
 	}
+	if l.Changed != nil {
+		l.Changed(policy)
+	}
 }
 
-// count adds one to status.replacedPods with an optimistic lock, so concurrent writers of the
-// status do not lose counts.
+// count adds one to the policy's count, with optimistic locking. The first count of a policy
+// starts from its status (a policy from before counts were kept here keeps its total).
 func (l *Ledger) count(ctx context.Context, name string) error {
 	for range 5 {
 		p := &fixityv1.ImmutabilityPolicy{}
 		if err := l.Reader.Get(ctx, client.ObjectKey{Name: name}, p); err != nil {
 			return client.IgnoreNotFound(err)
 		}
-		before := p.DeepCopy()
-		p.Status.ReplacedPods++
-		err := l.Client.Status().Patch(ctx, p, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		cm := &corev1.ConfigMap{}
+		err := l.Reader.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: CountName(p)}, cm)
+		switch {
+		case apierrors.IsNotFound(err):
+			cm = &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{
+					Namespace: l.Namespace, Name: CountName(p),
+					Labels:      map[string]string{fixityv1.LedgerLabel: "replaced"},
+					Annotations: map[string]string{fixityv1.LedgerPolicyAnnotation: p.Name},
+				},
+				Data: map[string]string{ledgerCount: strconv.FormatInt(p.Status.ReplacedPods+1, 10)},
+			}
+			err = l.Client.Create(ctx, cm)
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			return err
+		case err != nil:
+			return err
+		}
+		n, err := strconv.ParseInt(cm.Data[ledgerCount], 10, 64)
+		if err != nil {
+			return fmt.Errorf("ConfigMap %s/%s: data %s: %w", cm.Namespace, cm.Name, ledgerCount, err)
+		}
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		cm.Data[ledgerCount] = strconv.FormatInt(n+1, 10)
+		err = l.Client.Update(ctx, cm) // resourceVersion from the read: a conflict is retried
 		if !apierrors.IsConflict(err) {
 			return err
 		}
 	}
-	return fmt.Errorf("policy %s: status kept changing", name)
+	return fmt.Errorf("policy %s: its replacement count kept changing", name)
+}
+
+// Count returns how many replacements p has asked for, as recorded; false when none is.
+// r may be the manager's cache (the operator's namespace is cached).
+func Count(ctx context.Context, r client.Reader, namespace string, p *fixityv1.ImmutabilityPolicy) (int64, bool, error) {
+	cm := &corev1.ConfigMap{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: CountName(p)}, cm); err != nil {
+		return 0, false, client.IgnoreNotFound(err)
+	}
+	n, err := strconv.ParseInt(cm.Data[ledgerCount], 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("ConfigMap %s/%s: data %s: %w", cm.Namespace, cm.Name, ledgerCount, err)
+	}
+	return n, true, nil
+}
+
+// ForgetPolicy removes the counts of a deleted policy (by name: its UID is gone with it).
+func ForgetPolicy(ctx context.Context, c client.Client, namespace, name string) error {
+	var list corev1.ConfigMapList
+	if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{fixityv1.LedgerLabel: "replaced"}); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		if list.Items[i].Annotations[fixityv1.LedgerPolicyAnnotation] != name {
+			continue
+		}
+		if err := c.Delete(ctx, &list.Items[i]); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("removing the replacement count of deleted policy %s: %w", name, err)
+		}
+	}
+	return nil
 }
