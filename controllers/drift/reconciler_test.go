@@ -7,6 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
@@ -248,5 +251,56 @@ func TestRestampKeepsAFoundSpecChange(t *testing.T) {
 	}
 	if pod.Annotations[fixityv1.SpecHashAnnotation] != "sha256:admitted" {
 		t.Fatalf("the record was stamped again: %v", pod.Annotations)
+	}
+}
+
+// The replace phase evicts through the Eviction API only: a refusal is retried with backoff and
+// told, an accepted eviction is recorded for the owner's next pod and counted for the policy.
+func TestReplacePhase(t *testing.T) {
+	ctx := context.Background()
+	p := builders.Policy("production")
+	p.UID = "p-uid"
+	rs := builders.ReplicaSet("shop", "web-abc", 2, 2)
+	a := builders.Pod("shop", "web-abc-1", builders.OwnedBy(rs, "ReplicaSet"))
+	b := builders.Pod("shop", "web-abc-2", builders.OwnedBy(rs, "ReplicaSet"))
+	refuse := true
+	f := newFixture(t, p, rs, a, b)
+	c := interceptor.NewClient(f.r.Client.(client.WithWatch), interceptor.Funcs{
+		SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
+			if sub != "eviction" {
+				t.Fatalf("subresource %s", sub)
+			}
+			if refuse {
+				err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+				err.ErrStatus.Details = &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: policyv1.DisruptionBudgetCause}}}
+				return err
+			}
+			return c.Delete(ctx, obj)
+		},
+	})
+	f.r.Client, f.r.Evictor = c, remediation.NewEvictor(c)
+	f.r.Gate.Client = c
+	f.r.Ledger = &remediation.Ledger{Client: c, Reader: c, Namespace: "fixity-system"}
+	owner := &remediation.Owner{Kind: "ReplicaSet", Namespace: "shop", Name: rs.Name, UID: rs.UID, Known: true, Ready: 2, Desired: 2}
+	s := f.drifted(t, a, p, owner)
+	s.ownerPods = []corev1.Pod{*a, *b}
+
+	if o := f.r.replace(ctx, s); o.Kind != reconcile.Waiting || o.After != remediation.EvictionRetry {
+		t.Fatalf("refused by a budget: %+v", o)
+	}
+	if got := f.eventsSeen(); len(got) != 1 || !strings.Contains(got[0], fixityv1.EventEvictionBlocked) {
+		t.Fatalf("events = %v", got)
+	}
+	refuse = false
+	if o := f.r.replace(ctx, s); o.Kind != reconcile.Done {
+		t.Fatalf("evicted: %+v", o)
+	}
+	if n, ok, err := remediation.Count(ctx, c, "fixity-system", p); err != nil || !ok || n != 1 {
+		t.Fatalf("counted: %d, %t, %v", n, ok, err)
+	}
+	// The sibling waits: the ledger says web-abc-1 went and the owner has not got it back.
+	sb := f.drifted(t, b, p, owner)
+	if o := f.r.gate(ctx, sb); o.Kind != reconcile.Waiting {
+		t.Fatalf("the next pod right after: %+v", o)
 	}
 }

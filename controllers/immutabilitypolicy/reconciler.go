@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -245,5 +246,22 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}}
 		b = b.WatchesRawSource(source.Channel(r.DriftChanged, coalesce))
 	}
+	// A replacement count changed in the ledger: publish it once the cache has it.
+	counts := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetNamespace() == r.Namespace && o.GetLabels()[fixityv1.LedgerLabel] == "replaced"
+	})
+	b = b.Watches(&corev1.ConfigMap{}, handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[crreconcile.Request]) {
+			q.AddAfter(policyOfCount(e.Object), driftCoalesce)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[crreconcile.Request]) {
+			q.AddAfter(policyOfCount(e.ObjectNew), driftCoalesce)
+		},
+	}, builder.WithPredicates(counts))
 	return b.Complete(r)
+}
+
+// policyOfCount is the policy a replacement count ConfigMap is for.
+func policyOfCount(o client.Object) crreconcile.Request {
+	return crreconcile.Request{NamespacedName: client.ObjectKey{Name: o.GetAnnotations()[fixityv1.LedgerPolicyAnnotation]}}
 }

@@ -106,22 +106,20 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	d := &Deps{Options: o, Events: mgr.GetEventRecorder("fixity"), Census: &remediation.Census[types.NamespacedName]{}}
 	d.Matcher = &policy.Matcher{Reader: mgr.GetClient(), OperatorNamespace: o.Namespace}
 
-	// Drift counts and replacement counts flow to the policies' status through the tracker and
-	// the ledger; the channel wakes the policy controller, the status's only writer.
+	// Drift counts flow to the policies' status through the tracker, replacement counts through
+	// the ledger's ConfigMaps; the channel wakes the policy controller, the status's only writer.
 	d.Tracker = drift.NewTracker()
 	d.DriftChanged = make(chan event.GenericEvent, 1024)
-	changed := func(name string) {
-		select {
-		case d.DriftChanged <- event.GenericEvent{Object: &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
-		default: // full: the policy controller's periodic resync catches up
-		}
-	}
 	d.Tracker.OnChange = func(policies []string) {
 		for _, name := range policies {
-			changed(name)
+			select {
+			case d.DriftChanged <- event.GenericEvent{Object: &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+			default: // full: the policy controller's periodic resync catches up
+			}
 		}
 	}
-	d.Ledger = &remediation.Ledger{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Namespace, Changed: changed}
+	// The policy controller watches the ledger's counts: it publishes them once its cache has them.
+	d.Ledger = &remediation.Ledger{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Namespace}
 
 	podSecurity, err := lockdown.NewPodSecurity()
 	if err != nil {

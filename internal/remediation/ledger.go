@@ -28,8 +28,6 @@ type Ledger struct {
 	Client    client.Client
 	Reader    client.Reader
 	Namespace string
-	// Changed is told the name of a policy whose count changed, to wake its status writer.
-	Changed func(policy string)
 }
 
 // CountName is the ConfigMap holding the replacement count of the policy with this UID.
@@ -41,9 +39,6 @@ func (l *Ledger) Replaced(ctx context.Context, policy, method string) {
 	metrics.DriftReplacements.WithLabelValues(policy, method).Inc()
 	if err := l.count(ctx, policy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Counting a replacement", "policy", policy)
-	}
-	if l.Changed != nil {
-		l.Changed(policy)
 	}
 }
 

@@ -448,6 +448,8 @@ func TestRestartMidRemediationReplacesNothingTwice(t *testing.T) {
 
 	g.Eventually(func() bool { return gone(ctx, pods[0])() && gone(ctx, pods[1])() && gone(ctx, pods[2])() }, eventually, poll).Should(gomega.BeTrue())
 	g.Eventually(readyPods(ctx, ns, "web"), eventually, poll).Should(gomega.HaveLen(3))
+	// The count is published by the policy controller from the ledger: it gets to 3, and stays.
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.ReplacedPods", int64(3)))
 	g.Consistently(policyOf(ctx, ns), 3*time.Second, poll).Should(gomega.HaveField("Status.ReplacedPods", int64(3)))
 	original := []types.UID{pods[0].UID, pods[1].UID, pods[2].UID}
 	for _, p := range readyPods(ctx, ns, "web")(g) {
