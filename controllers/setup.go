@@ -31,7 +31,7 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: d.Namespace,
 			Timeout: d.ReplacementTimeout, Clock: d.Clock,
 		},
-		Census: d.Census, Ledger: d.Ledger, Events: d.Events, Clock: d.Clock, Namespace: d.Namespace,
+		Census: d.Census, Ledger: d.Ledger, Events: d.Events, Namespace: d.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the drift controller: %w", err)
 	}

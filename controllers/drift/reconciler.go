@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -61,7 +60,6 @@ type Reconciler struct {
 	Census   *remediation.Census[types.NamespacedName]
 	Ledger   *remediation.Ledger
 	Events   events.EventRecorder
-	Clock    clock.PassiveClock
 	// Namespace is the operator's own namespace, where bare pods' saved specs are kept.
 	Namespace string
 }

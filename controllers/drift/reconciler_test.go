@@ -68,7 +68,7 @@ func newFixture(t *testing.T, objs ...client.Object) *fixture {
 	f := &fixture{events: events.NewFakeRecorder(32), check: &denyImage{}, clock: clocktesting.NewFakeClock(time.Now())}
 	f.r = &Reconciler{
 		Client: c, APIReader: c, Matcher: &policy.Matcher{Reader: c}, Tracker: drift.NewTracker(),
-		Checks: []admit.Check{f.check}, Events: f.events, Clock: f.clock, Namespace: "fixity-system",
+		Checks: []admit.Check{f.check}, Events: f.events, Namespace: "fixity-system",
 		Gate:   &remediation.Gate{Client: c, Reader: c, Namespace: "fixity-system", Timeout: time.Minute, Clock: f.clock},
 		Census: &remediation.Census[types.NamespacedName]{},
 	}

@@ -3,7 +3,6 @@ package remediation
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -110,9 +109,8 @@ func (g *Gate) timeout() time.Duration {
 func (g *Gate) Check(ctx context.Context, o *Owner, pod *corev1.Pod, pods []corev1.Pod) (Verdict, error) {
 	g.once.Do(g.init)
 	// Evicted a moment ago and still shown Ready by the cache: it is going, whatever the ledger.
-	var evicted types.UID
 	if v, ok := g.recent.Get(o.UID); ok {
-		evicted = v.(types.UID)
+		evicted := v.(types.UID)
 		for i := range pods {
 			if pods[i].UID == evicted && pods[i].DeletionTimestamp.IsZero() {
 				return Verdict{Message: fmt.Sprintf("pod %s of %s was just evicted", pods[i].Name, o), RetryAfter: GateWait}, nil
@@ -152,15 +150,11 @@ func (g *Gate) Check(ctx context.Context, o *Owner, pod *corev1.Pod, pods []core
 	}
 	// Replacing pod must leave at least desired − 1 Ready (a pod that is not Ready itself
 	// costs nothing when it goes).
-	desired := int32(len(livePods(pods)))
+	desired := livePods(pods)
 	if o.Known {
 		desired = o.Desired
 	}
-	others := readyPods(pods, pod.UID)
-	if evicted != "" && evicted != pod.UID && others > 0 && slices.ContainsFunc(pods, func(p corev1.Pod) bool { return p.UID == evicted && PodReady(&p) }) {
-		others-- // the evicted pod, still counted Ready by a stale cache
-	}
-	if others < desired-1 {
+	if others := readyPods(pods, pod.UID); others < desired-1 {
 		return Verdict{RetryAfter: GateWait, Message: fmt.Sprintf(
 			"%s has only %d other Ready pods of %d: replacing pod %s now would leave fewer than %d", o, others, desired, pod.Name, desired-1)}, nil
 	}
@@ -246,12 +240,13 @@ func readyPods(pods []corev1.Pod, except types.UID) int32 {
 	return n
 }
 
-func livePods(pods []corev1.Pod) []*corev1.Pod {
-	var out []*corev1.Pod
+// livePods counts the pods that are not terminating.
+func livePods(pods []corev1.Pod) int32 {
+	var n int32
 	for i := range pods {
 		if pods[i].DeletionTimestamp.IsZero() {
-			out = append(out, &pods[i])
+			n++
 		}
 	}
-	return out
+	return n
 }
