@@ -63,7 +63,7 @@ verify: manifests generate fmt ## Fail when generated or formatted files are sta
 		echo "generated files are stale: run 'make manifests generate fmt' and commit"; exit 1; fi
 
 .PHONY: test
-test: manifests generate fmt vet k8s-binaries $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests.
+test: manifests generate fmt vet k8s-binaries provisioner-crds $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests.
 	go test ./... -count=1 -timeout 40m
 
 .PHONY: bench
@@ -94,6 +94,10 @@ docker-build: ## Build the container image (needs a Docker engine).
 .PHONY: k8s-binaries
 k8s-binaries: ## Build etcd, the Kubernetes control plane, kubectl and KWOK into bin/k8s (first time ~12 min).
 	hack/build-k8s.sh
+
+.PHONY: provisioner-crds
+provisioner-crds: ## Copy Karpenter's and Cluster API's CRDs from their Go modules into bin/crds (for the e2e cluster).
+	hack/provisioner-crds.sh
 
 .PHONY: demo
 demo: k8s-binaries build ## Start a local cluster and registry, run the operator against it, apply the samples.

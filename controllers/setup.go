@@ -8,6 +8,8 @@ import (
 	"github.com/fixity-dev/fixity/controllers/accessgrant"
 	"github.com/fixity-dev/fixity/controllers/drift"
 	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
+	"github.com/fixity-dev/fixity/controllers/nodedrift"
+	"github.com/fixity-dev/fixity/controllers/nodeimmutabilitypolicy"
 	"github.com/fixity-dev/fixity/controllers/recreate"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/internal/remediation"
@@ -39,6 +41,16 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Ledger: d.Ledger, Events: d.Events, Namespace: d.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the recreate controller: %w", err)
+	}
+	if err := (&nodeimmutabilitypolicy.Reconciler{Client: mgr.GetClient(), Namespace: d.Namespace}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the NodeImmutabilityPolicy controller: %w", err)
+	}
+	if err := (&nodedrift.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Tracker: d.NodeTracker, Census: d.NodeCensus,
+		Evictor: remediation.NewEvictor(mgr.GetClient()), Ledger: d.Ledger, Pods: d.Matcher, Events: d.Events,
+		Clock: d.Clock, Namespace: d.Namespace,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the node drift controller: %w", err)
 	}
 	return nil
 }

@@ -22,6 +22,8 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&ImmutabilityPolicy{}, &ImmutabilityPolicyList{},
 		&AccessGrant{}, &AccessGrantList{},
+		&NodeImmutabilityPolicy{}, &NodeImmutabilityPolicyList{},
+		&NodeBaseline{}, &NodeBaselineList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

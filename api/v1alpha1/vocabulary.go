@@ -43,6 +43,16 @@ const (
 	// last replacement within the replacement timeout; nothing more of it is replaced until it
 	// recovers.
 	ReplacementStuckReason = "ReplacementStuck"
+	// NoProvisionerReason means a drifted node to be replaced has neither a Karpenter
+	// NodeClaim nor a Cluster API Machine: it is drained and left cordoned for a person to
+	// replace.
+	NoProvisionerReason = "NoProvisioner"
+	// DrainStuckReason means a node's drain did not finish within drainTimeout; it stays
+	// cordoned, and nothing is forced.
+	DrainStuckReason = "DrainStuck"
+	// BudgetExhaustedReason means a drifted node waits: maxUnavailable nodes are already
+	// cordoned and not gone.
+	BudgetExhaustedReason = "BudgetExhausted"
 )
 
 // Event reasons, on pods, policies, grants and the saved specs of bare pods.
@@ -71,6 +81,44 @@ const (
 	EventInteractiveAccess = "InteractiveAccess"
 	// EventGrantEnded: an AccessGrant expired or was revoked.
 	EventGrantEnded = "GrantEnded"
+)
+
+// Event reasons on nodes and NodeImmutabilityPolicies.
+const (
+	// EventBaselineRecorded: a node's baseline was recorded (or recorded again).
+	EventBaselineRecorded = "BaselineRecorded"
+	// EventNodeDrifted: a node differs from its baseline (message: check, recorded and
+	// observed values).
+	EventNodeDrifted = "NodeDrifted"
+	// EventNodeHeld: a drifted node waits for the budget or the circuit breaker.
+	EventNodeHeld = "NodeHeld"
+	// EventNodeCordoned: a drifted node was cordoned and tainted.
+	EventNodeCordoned = "Cordoned"
+	// EventNodeDrained: every pod that had to leave a drifted node is gone.
+	EventNodeDrained = "Drained"
+	// EventNodeReplacing: a drifted node was handed to its provisioner (NodeClaim deleted,
+	// Machine annotated for remediation).
+	EventNodeReplacing = "ReplacementRequested"
+	// EventNoProvisioner: a drifted node to be replaced has no provisioner; drained and left
+	// cordoned.
+	EventNoProvisioner = NoProvisionerReason
+	// EventDrainBlocked: a pod on a draining node cannot be evicted now (a
+	// PodDisruptionBudget, karpenter.sh/do-not-disrupt, or a bare pod Fixity does not recreate).
+	EventDrainBlocked = "DrainBlocked"
+	// EventDrainStuck: a drain did not finish within drainTimeout.
+	EventDrainStuck = DrainStuckReason
+)
+
+// Keys on nodes, and on the objects of the provisioners nodes are handed to.
+const (
+	// DriftedTaint is the NoSchedule taint on a node Fixity cordoned.
+	DriftedTaint = Prefix + "drifted"
+	// KarpenterDoNotDisruptAnnotation on a pod keeps Fixity from evicting it in a drain, as it
+	// keeps Karpenter from disrupting its node.
+	KarpenterDoNotDisruptAnnotation = "karpenter.sh/do-not-disrupt"
+	// ClusterAPIRemediateMachineAnnotation asks a Machine's owner (through its
+	// MachineHealthCheck) to remediate it.
+	ClusterAPIRemediateMachineAnnotation = "cluster.x-k8s.io/remediate-machine"
 )
 
 // Well-known annotations and labels. Only the operator may write the annotations on pods.

@@ -15,6 +15,7 @@ func CacheOptions(namespace string) cache.Options {
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:       {Transform: TrimPod},
+			&corev1.Node{}:      {Transform: TrimNode},
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{namespace: {}}},
 		},
 	}
@@ -53,6 +54,26 @@ func TrimPod(obj any) (any, error) {
 		EphemeralContainerStatuses: trimStatuses(pod.Status.EphemeralContainerStatuses),
 	}
 	return pod, nil
+}
+
+// TrimNode drops from a cached node what node drift does not read: managed fields, the images
+// the node holds (often the largest part of a Node), attached volumes, and conditions other
+// than Ready.
+func TrimNode(obj any) (any, error) {
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	node.ManagedFields = nil
+	delete(node.Annotations, lastApplied)
+	var ready []corev1.NodeCondition
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			ready = append(ready, corev1.NodeCondition{Type: c.Type, Status: c.Status})
+		}
+	}
+	node.Status = corev1.NodeStatus{NodeInfo: node.Status.NodeInfo, Conditions: ready, Addresses: node.Status.Addresses}
+	return node, nil
 }
 
 func trimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {

@@ -23,6 +23,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/lockdown"
+	"github.com/fixity-dev/fixity/internal/nodedrift"
 	"github.com/fixity-dev/fixity/internal/policy"
 	"github.com/fixity-dev/fixity/internal/remediation"
 )
@@ -98,12 +99,18 @@ type Deps struct {
 	DriftChanged chan event.GenericEvent
 	Census       *remediation.Census[types.NamespacedName]
 	Ledger       *remediation.Ledger
+	// NodeTracker and NodeCensus are node drift's verdicts and its breakers' census.
+	NodeTracker *nodedrift.Tracker
+	NodeCensus  *remediation.Census[string]
 }
 
 // NewDeps builds the shared dependencies for mgr.
 func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	o.defaults()
-	d := &Deps{Options: o, Events: mgr.GetEventRecorder("fixity"), Census: &remediation.Census[types.NamespacedName]{}}
+	d := &Deps{
+		Options: o, Events: mgr.GetEventRecorder("fixity"), Census: &remediation.Census[types.NamespacedName]{},
+		NodeTracker: &nodedrift.Tracker{}, NodeCensus: &remediation.Census[string]{},
+	}
 	d.Matcher = &policy.Matcher{Reader: mgr.GetClient(), OperatorNamespace: o.Namespace}
 
 	// Drift counts flow to the policies' status through the tracker, replacement counts through

@@ -30,26 +30,58 @@ type Ledger struct {
 	Namespace string
 }
 
-// CountName is the ConfigMap holding the replacement count of the policy with this UID.
-func CountName(p *fixityv1.ImmutabilityPolicy) string { return "fixity-replaced-" + string(p.UID) }
+// CountName is the ConfigMap holding the replacement count of the policy (an
+// ImmutabilityPolicy or a NodeImmutabilityPolicy) with this UID.
+func CountName(p client.Object) string {
+	if _, ok := p.(*fixityv1.NodeImmutabilityPolicy); ok {
+		return "fixity-node-replaced-" + string(p.GetUID())
+	}
+	return "fixity-replaced-" + string(p.GetUID())
+}
+
+// Values of LedgerLabel on the replacement counts of pod and node policies.
+const (
+	countLabel     = "replaced"
+	nodeCountLabel = "node-replaced"
+)
+
+// counted is what the ledger needs of a policy: its kind, and the count its status holds.
+func counted(p client.Object) (label string, status int64) {
+	switch p := p.(type) {
+	case *fixityv1.NodeImmutabilityPolicy:
+		return nodeCountLabel, p.Status.ReplacedNodes
+	case *fixityv1.ImmutabilityPolicy:
+		return countLabel, p.Status.ReplacedPods
+	}
+	return countLabel, 0
+}
 
 // Replaced records one replacement by policy, made by method (metrics.MethodEvicted, ...).
 // Failing to count never undoes or blocks a replacement: it is logged.
 func (l *Ledger) Replaced(ctx context.Context, policy, method string) {
 	metrics.DriftReplacements.WithLabelValues(policy, method).Inc()
-	if err := l.count(ctx, policy); err != nil {
+	if err := l.count(ctx, &fixityv1.ImmutabilityPolicy{}, policy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Counting a replacement", "policy", policy)
+	}
+}
+
+// NodeReplaced records one node replaced under node policy, by method (metrics.MethodNodeClaim,
+// ...), as Replaced does for pods.
+func (l *Ledger) NodeReplaced(ctx context.Context, policy, method string) {
+	metrics.NodeReplacements.WithLabelValues(policy, method).Inc()
+	if err := l.count(ctx, &fixityv1.NodeImmutabilityPolicy{}, policy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Counting a node replacement", "policy", policy)
 	}
 }
 
 // count adds one to the policy's count, with optimistic locking. The first count of a policy
 // starts from its status (a policy from before counts were kept here keeps its total).
-func (l *Ledger) count(ctx context.Context, name string) error {
+func (l *Ledger) count(ctx context.Context, p client.Object, name string) error {
 	for range 5 {
-		p := &fixityv1.ImmutabilityPolicy{}
 		if err := l.Reader.Get(ctx, client.ObjectKey{Name: name}, p); err != nil {
 			return client.IgnoreNotFound(err)
 		}
+		label, start := counted(p)
 		cm := &corev1.ConfigMap{}
 		err := l.Reader.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: CountName(p)}, cm)
 		switch {
@@ -57,10 +89,10 @@ func (l *Ledger) count(ctx context.Context, name string) error {
 			cm = &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{
 					Namespace: l.Namespace, Name: CountName(p),
-					Labels:      map[string]string{fixityv1.LedgerLabel: "replaced"},
-					Annotations: map[string]string{fixityv1.LedgerPolicyAnnotation: p.Name},
+					Labels:      map[string]string{fixityv1.LedgerLabel: label},
+					Annotations: map[string]string{fixityv1.LedgerPolicyAnnotation: name},
 				},
-				Data: map[string]string{ledgerCount: strconv.FormatInt(p.Status.ReplacedPods+1, 10)},
+				Data: map[string]string{ledgerCount: strconv.FormatInt(start+1, 10)},
 			}
 			err = l.Client.Create(ctx, cm)
 			if apierrors.IsAlreadyExists(err) {
@@ -88,7 +120,7 @@ func (l *Ledger) count(ctx context.Context, name string) error {
 
 // Count returns how many replacements p has asked for, as recorded; false when none is.
 // r may be the manager's cache (the operator's namespace is cached).
-func Count(ctx context.Context, r client.Reader, namespace string, p *fixityv1.ImmutabilityPolicy) (int64, bool, error) {
+func Count(ctx context.Context, r client.Reader, namespace string, p client.Object) (int64, bool, error) {
 	cm := &corev1.ConfigMap{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: CountName(p)}, cm); err != nil {
 		return 0, false, client.IgnoreNotFound(err)
@@ -100,10 +132,20 @@ func Count(ctx context.Context, r client.Reader, namespace string, p *fixityv1.I
 	return n, true, nil
 }
 
-// ForgetPolicy removes the counts of a deleted policy (by name: its UID is gone with it).
+// ForgetPolicy removes the counts of a deleted ImmutabilityPolicy (by name: its UID is gone
+// with it).
 func ForgetPolicy(ctx context.Context, c client.Client, namespace, name string) error {
+	return forget(ctx, c, namespace, countLabel, name)
+}
+
+// ForgetNodePolicy removes the counts of a deleted NodeImmutabilityPolicy.
+func ForgetNodePolicy(ctx context.Context, c client.Client, namespace, name string) error {
+	return forget(ctx, c, namespace, nodeCountLabel, name)
+}
+
+func forget(ctx context.Context, c client.Client, namespace, label, name string) error {
 	var list corev1.ConfigMapList
-	if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{fixityv1.LedgerLabel: "replaced"}); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{fixityv1.LedgerLabel: label}); err != nil {
 		return err
 	}
 	for i := range list.Items {

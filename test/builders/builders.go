@@ -1,10 +1,13 @@
 package builders
 
 import (
+	"time"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -85,6 +88,43 @@ func Policy(name string, edit ...func(*fixityv1.ImmutabilityPolicySpec)) *fixity
 			Mode:   fixityv1.ModeEnforce,
 			Images: fixityv1.ImageRules{Digest: fixityv1.DigestResolve},
 			Drift:  fixityv1.DriftRules{Action: fixityv1.DriftReplace, JobPods: fixityv1.DriftReport, MaxDriftedPercent: ptr.To[int32](50)},
+		},
+	}
+	for _, e := range edit {
+		e(&p.Spec)
+	}
+	return p
+}
+
+// Node returns a Ready node called name with a full nodeInfo, as a kubelet registers it.
+func Node(name string, edit ...func(*corev1.Node)) *corev1.Node {
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Labels: map[string]string{corev1.LabelHostname: name}},
+		Spec:       corev1.NodeSpec{ProviderID: "kwok://" + name},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			NodeInfo: corev1.NodeSystemInfo{
+				KernelVersion: "6.1.0-28-cloud-amd64", OSImage: "Debian GNU/Linux 12 (bookworm)", KubeletVersion: "v1.37.2",
+				ContainerRuntimeVersion: "containerd://2.4.2", MachineID: "m-" + name, SystemUUID: "s-" + name, BootID: "b-1",
+			},
+		},
+	}
+	for _, e := range edit {
+		e(n)
+	}
+	return n
+}
+
+// NodePolicy returns an Enforce node policy called name matching every node, as the schema
+// defaults it.
+func NodePolicy(name string, edit ...func(*fixityv1.NodeImmutabilityPolicySpec)) *fixityv1.NodeImmutabilityPolicy {
+	one := intstr.FromInt32(1)
+	p := &fixityv1.NodeImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1, UID: types.UID("uid-" + name)},
+		Spec: fixityv1.NodeImmutabilityPolicySpec{
+			Mode: fixityv1.ModeEnforce, Checks: fixityv1.DefaultNodeChecks, Action: fixityv1.NodeReplace,
+			MaxUnavailable: &one, MaxDriftedPercent: ptr.To[int32](20),
+			DrainTimeout: &metav1.Duration{Duration: 30 * time.Minute},
 		},
 	}
 	for _, e := range edit {

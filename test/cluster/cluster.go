@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -440,32 +442,75 @@ func (c *Cluster) startNodeComponents(ctx context.Context, opts Options) error {
 func (c *Cluster) createNodes(ctx context.Context, cs kubernetes.Interface, n int) error {
 	for i := range n {
 		name := fmt.Sprintf("kwok-node-%d", i)
-		node := &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:        name,
-				Annotations: map[string]string{KWOKNodeAnnotation: "fake"},
-				Labels: map[string]string{
-					corev1.LabelHostname:   name,
-					corev1.LabelOSStable:   "linux",
-					corev1.LabelArchStable: "amd64",
-					"type":                 "kwok",
-				},
-			},
-			// A kubelet registers its addresses; a loopback one per node keeps anything that
-			// dials a node (or a hostNetwork pod) on this machine.
-			Status: corev1.NodeStatus{
-				Addresses: []corev1.NodeAddress{
-					{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("127.1.%d.%d", i/250, i%250+1)},
-					{Type: corev1.NodeHostName, Address: name},
-				},
-			},
-		}
+		node := kwokNode(name, fmt.Sprintf("127.1.%d.%d", i/250, i%250+1))
 		if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating node %s: %w", name, err)
 		}
 		c.NodeNames = append(c.NodeNames, name)
 	}
 	return nil
+}
+
+// kwokNode is a fake node KWOK plays the kubelet for, with a loopback address.
+func kwokNode(name, ip string) *corev1.Node {
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Annotations: map[string]string{KWOKNodeAnnotation: "fake"},
+			Labels: map[string]string{
+				corev1.LabelHostname:   name,
+				corev1.LabelOSStable:   "linux",
+				corev1.LabelArchStable: "amd64",
+				"type":                 "kwok",
+			},
+		},
+		// A kubelet registers its addresses; a loopback one per node keeps anything that
+		// dials a node (or a hostNetwork pod) on this machine.
+		Status: corev1.NodeStatus{
+			Addresses: []corev1.NodeAddress{
+				{Type: corev1.NodeInternalIP, Address: ip},
+				{Type: corev1.NodeHostName, Address: name},
+			},
+		},
+	}
+}
+
+// extraNodes counts the nodes AddNode made, for their addresses (127.2.x.y).
+var extraNodes atomic.Int32
+
+// AddNode registers one more fake node called name, with labels and taints added to the usual
+// ones and the nodeInfo a kubelet would report, and returns it once KWOK has made it Ready.
+func (c *Cluster) AddNode(ctx context.Context, name string, labels map[string]string, taints []corev1.Taint, info corev1.NodeSystemInfo) (*corev1.Node, error) {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	i := extraNodes.Add(1)
+	node := kwokNode(name, fmt.Sprintf("127.2.%d.%d", i/250, i%250+1))
+	maps.Copy(node.Labels, labels)
+	node.Spec.Taints = taints
+	node.Spec.ProviderID = "kwok://" + name
+	node.Status.NodeInfo = info
+	if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating node %s: %w", name, err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		node = n
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for node %s to be Ready: %w", name, err)
+	}
+	return node, nil
 }
 
 func (c *Cluster) nodesReady(ctx context.Context, cs kubernetes.Interface) (bool, error) {

@@ -61,7 +61,8 @@ func run(m *testing.M) int {
 	}
 
 	env, err = cluster.Start(cluster.Options{
-		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
+		// Fixity's CRDs, and those of the provisioners it hands nodes to (make provisioner-crds).
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "bin", "crds")},
 		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
 		Nodes:             3,
 	})

@@ -1,0 +1,458 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/nodedrift"
+)
+
+// poolTaint keeps every other test's pods off a node pool's nodes, so that cordoning and
+// draining them disturbs nothing else.
+const poolTaint = "e2e.fixity.dev/pool"
+
+// kernel is the kernel a pool's nodes are created with; kernelPatched one applied in place.
+const (
+	kernel        = "6.1.0-28-cloud-amd64"
+	kernelPatched = "6.1.0-29-cloud-amd64"
+)
+
+// nodePool adds n fake nodes labelled pool=<name> and tainted poolTaint=<name>, deleted when the
+// test ends.
+func nodePool(t *testing.T, ctx context.Context, n int) (string, []string) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	pool := uniqueName("pool")
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("%s-%d", pool, i)
+		_, err := env.AddNode(ctx, name, map[string]string{"pool": pool},
+			[]corev1.Taint{{Key: poolTaint, Value: pool, Effect: corev1.TaintEffectNoSchedule}},
+			corev1.NodeSystemInfo{
+				KernelVersion: kernel, OSImage: "Debian GNU/Linux 12 (bookworm)", KubeletVersion: "v1.37.2",
+				ContainerRuntimeVersion: "containerd://2.4.2", MachineID: "machine-" + name, SystemUUID: "uuid-" + name,
+				BootID: "boot-1", OperatingSystem: "linux", Architecture: "amd64",
+			})
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		names = append(names, name)
+		t.Cleanup(func() {
+			_ = k8s.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		})
+	}
+	return pool, names
+}
+
+// nodePolicy creates a node policy selecting pool and waits until it is Ready and has seen
+// every node of the pool.
+func nodePolicy(t *testing.T, ctx context.Context, pool string, nodes int, edit ...func(*fixityv1.NodeImmutabilityPolicySpec)) *fixityv1.NodeImmutabilityPolicy {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	p := &fixityv1.NodeImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: uniqueName(pool)},
+		Spec: fixityv1.NodeImmutabilityPolicySpec{
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"pool": pool}},
+		},
+	}
+	for _, e := range edit {
+		e(&p.Spec)
+	}
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), p) })
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(gomega.Succeed())
+		g.Expect(meta.IsStatusConditionTrue(p.Status.Conditions, fixityv1.ReadyCondition)).To(gomega.BeTrue())
+		g.Expect(p.Status.MatchedNodes).To(gomega.BeEquivalentTo(nodes))
+	}, eventually, poll).Should(gomega.Succeed())
+	return p
+}
+
+func baselineOf(ctx context.Context, node string) func(g gomega.Gomega) *fixityv1.NodeBaseline {
+	return func(g gomega.Gomega) *fixityv1.NodeBaseline {
+		b := &fixityv1.NodeBaseline{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, b)).To(gomega.Succeed())
+		return b
+	}
+}
+
+func nodeNamed(ctx context.Context, name string) func(g gomega.Gomega) *corev1.Node {
+	return func(g gomega.Gomega) *corev1.Node {
+		n := &corev1.Node{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, n)).To(gomega.Succeed())
+		return n
+	}
+}
+
+// cordoned matches a node Fixity cordoned: unschedulable, tainted fixity.dev/drifted.
+var cordoned = gomega.And(
+	gomega.HaveField("Spec.Unschedulable", true),
+	gomega.HaveField("Spec.Taints", gomega.ContainElement(gomega.HaveField("Key", fixityv1.DriftedTaint))))
+
+func phase(p fixityv1.NodePhase) gomega.OmegaMatcher { return gomega.HaveField("Status.Phase", p) }
+
+// setNodeInfo changes a node's nodeInfo in place, as a kubelet reports a new kernel or OS
+// image after a patch on the machine.
+func setNodeInfo(t *testing.T, ctx context.Context, name string, edit func(*corev1.NodeSystemInfo)) {
+	t.Helper()
+	gomega.NewWithT(t).Eventually(func() error {
+		n := &corev1.Node{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, n); err != nil {
+			return err
+		}
+		before := n.DeepCopy()
+		edit(&n.Status.NodeInfo)
+		return k8s.Status().Patch(ctx, n, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	}, eventually, poll).Should(gomega.Succeed())
+}
+
+func withKernel(v string) func(*corev1.NodeSystemInfo) {
+	return func(i *corev1.NodeSystemInfo) { i.KernelVersion = v }
+}
+
+// poolDeployment is a Deployment whose pods run only on pool's nodes.
+func poolDeployment(ns, name, pool string, replicas int32) *appsv1.Deployment {
+	d := deployment(ns, name, replicas)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"pool": pool}
+	d.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: poolTaint, Value: pool, Effect: corev1.TaintEffectNoSchedule}}
+	return d
+}
+
+func podsOn(ctx context.Context, ns, node string) func(g gomega.Gomega) []string {
+	return func(g gomega.Gomega) []string {
+		var pods corev1.PodList
+		g.Expect(k8s.List(ctx, &pods, client.InNamespace(ns))).To(gomega.Succeed())
+		var out []string
+		for _, p := range pods.Items {
+			if p.Spec.NodeName == node && p.DeletionTimestamp == nil {
+				out = append(out, p.Name)
+			}
+		}
+		return out
+	}
+}
+
+func nodeEvents(ctx context.Context, name string) func(g gomega.Gomega) []string {
+	return events(ctx, metav1.NamespaceDefault, name)
+}
+
+// A kernel changed in place on a node with no provisioner: the node is cordoned and tainted,
+// its pods are evicted (their ReplicaSet brings them back on the other nodes), and it is left
+// cordoned, reported NoProvisioner. The Events and the baseline show the recorded and observed
+// kernels. Deleting the baseline accepts the node as it is: recorded again, cordon lifted.
+func TestKernelChangedInPlaceIsDrainedAndReported(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 3)
+	p := nodePolicy(t, ctx, pool, 3, func(s *fixityv1.NodeImmutabilityPolicySpec) { s.MaxDriftedPercent = ptr.To[int32](50) })
+	for _, n := range nodes {
+		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(gomega.And(phase(fixityv1.NodeClean),
+			gomega.HaveField("Spec.NodeInfo.KernelVersion", kernel), gomega.HaveField("Spec.ProviderID", "kwok://"+n)))
+	}
+	ns := uniqueName("nodes")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, poolDeployment(ns, "web", pool, 3))).To(gomega.Succeed())
+	g.Eventually(readyPods(ctx, ns, "web"), eventually, poll).Should(gomega.HaveLen(3))
+	target := nodes[0]
+	var onTarget []string
+	for _, n := range nodes {
+		if got := podsOn(ctx, ns, n)(g); len(got) > 0 {
+			target, onTarget = n, got
+			break
+		}
+	}
+
+	setNodeInfo(t, ctx, target, withKernel(kernelPatched))
+
+	g.Eventually(nodeNamed(ctx, target), eventually, poll).Should(cordoned)
+	g.Eventually(baselineOf(ctx, target), eventually, poll).Should(gomega.And(
+		phase(fixityv1.NodeCordoned),
+		gomega.HaveField("Status.Message", gomega.HavePrefix(fixityv1.NoProvisionerReason)),
+		gomega.HaveField("Status.Drifted", gomega.ContainElement(gomega.And(
+			gomega.HaveField("Check", fixityv1.CheckKernelVersion),
+			gomega.HaveField("Recorded", kernel), gomega.HaveField("Observed", kernelPatched)))),
+		gomega.HaveField("Spec.NodeInfo.KernelVersion", kernel)))
+	g.Eventually(podsOn(ctx, ns, target), eventually, poll).Should(gomega.BeEmpty(), "the drifted node's pods %v are evicted", onTarget)
+	g.Eventually(readyPods(ctx, ns, "web"), eventually, poll).Should(gomega.HaveLen(3), "and come back on the other nodes")
+	g.Eventually(nodeEvents(ctx, target), eventually, poll).Should(gomega.ContainElements(
+		gomega.ContainSubstring(fixityv1.EventNodeDrifted+": [policy "+p.Name+"] Node changed in place: KernelVersion: recorded \""+kernel+"\", observed \""+kernelPatched+"\""),
+		gomega.HavePrefix(fixityv1.EventNodeCordoned+": "),
+		gomega.HavePrefix(fixityv1.EventNoProvisioner+": "),
+	))
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(gomega.Succeed())
+		g.Expect(p.Status.DriftedNodes).To(gomega.BeEquivalentTo(1))
+		g.Expect(p.Status.ReplacingNodes).To(gomega.BeEquivalentTo(1))
+		g.Expect(p.Status.ReplacedNodes).To(gomega.BeEquivalentTo(1))
+	}, eventually, poll).Should(gomega.Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: target}, &corev1.Node{})).To(gomega.Succeed(), "the Node object is never deleted")
+
+	// Accepting the node as it is.
+	old := baselineOf(ctx, target)(g)
+	g.Expect(k8s.Delete(ctx, old)).To(gomega.Succeed())
+	g.Eventually(baselineOf(ctx, target), eventually, poll).Should(gomega.And(
+		gomega.HaveField("UID", gomega.Not(gomega.Equal(old.UID))),
+		gomega.HaveField("Spec.NodeInfo.KernelVersion", kernelPatched), phase(fixityv1.NodeClean)))
+	g.Eventually(nodeNamed(ctx, target), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Spec.Unschedulable", false),
+		gomega.HaveField("Spec.Taints", gomega.Not(gomega.ContainElement(gomega.HaveField("Key", fixityv1.DriftedTaint))))))
+}
+
+// With maxUnavailable 1, a second drifted node waits until the first is gone; a reboot alone is
+// not drift; the breaker holds every node while too many are drifted.
+func TestNodeBudgetBreakerAndReboot(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 4)
+	p := nodePolicy(t, ctx, pool, 4, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Action = fixityv1.NodeCordon
+		s.MaxDriftedPercent = ptr.To[int32](50)
+	})
+	for _, n := range nodes {
+		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(phase(fixityv1.NodeClean))
+	}
+
+	// A reboot alone: judged (the kernel change after it is acted on) and left alone.
+	setNodeInfo(t, ctx, nodes[3], func(i *corev1.NodeSystemInfo) { i.BootID = "boot-2" })
+	setNodeInfo(t, ctx, nodes[0], withKernel(kernelPatched))
+	g.Eventually(nodeNamed(ctx, nodes[0]), eventually, poll).Should(cordoned)
+	g.Expect(baselineOf(ctx, nodes[3])(g)).To(phase(fixityv1.NodeClean))
+	g.Expect(nodeNamed(ctx, nodes[3])(g)).NotTo(cordoned)
+
+	// The second drifted node waits for the budget.
+	setNodeInfo(t, ctx, nodes[1], withKernel(kernelPatched))
+	g.Eventually(baselineOf(ctx, nodes[1]), eventually, poll).Should(gomega.And(phase(fixityv1.NodeDrifted),
+		gomega.HaveField("Status.Message", gomega.HavePrefix(fixityv1.BudgetExhaustedReason+": [policy "+p.Name+"] 1 of 1 nodes already cordoned"))))
+	g.Eventually(nodeEvents(ctx, nodes[1]), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventNodeHeld + ": ")))
+	g.Consistently(nodeNamed(ctx, nodes[1]), "3s", poll).ShouldNot(cordoned)
+
+	// Three of four drifted (75%, over 50): the breaker opens.
+	setNodeInfo(t, ctx, nodes[2], withKernel(kernelPatched))
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(gomega.Succeed())
+		c := meta.FindStatusCondition(p.Status.Conditions, fixityv1.RemediationAllowedCondition)
+		g.Expect(c).NotTo(gomega.BeNil())
+		g.Expect(c.Reason).To(gomega.Equal(fixityv1.TooManyDriftedReason))
+		g.Expect(p.Status.DriftedNodes).To(gomega.BeEquivalentTo(3))
+	}, eventually, poll).Should(gomega.Succeed())
+
+	// The first node goes (its replacement done): the budget is free, but the breaker holds.
+	g.Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodes[0]}})).To(gomega.Succeed())
+	g.Eventually(baselineOf(ctx, nodes[1]), eventually, poll).Should(
+		gomega.HaveField("Status.Message", gomega.HavePrefix(fixityv1.TooManyDriftedReason+": [policy "+p.Name+"] 2 of 3 matched nodes")))
+	g.Expect(nodeNamed(ctx, nodes[1])(g)).NotTo(cordoned)
+
+	// One kernel put back: 1 of 3 drifted, the breaker closes, the last drifted node goes out.
+	setNodeInfo(t, ctx, nodes[2], withKernel(kernel))
+	g.Eventually(nodeNamed(ctx, nodes[1]), eventually, poll).Should(cordoned)
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(gomega.Succeed())
+		g.Expect(meta.IsStatusConditionTrue(p.Status.Conditions, fixityv1.RemediationAllowedCondition)).To(gomega.BeTrue())
+	}, eventually, poll).Should(gomega.Succeed())
+	g.Expect(baselineOf(ctx, nodes[2])(g)).To(phase(fixityv1.NodeClean))
+}
+
+// Audit and Report find and tell, and touch nothing; the most cautious of two policies wins.
+func TestAuditAndReportTouchNoNode(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 2)
+	audit := nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Mode = fixityv1.ModeAudit
+		s.MaxDriftedPercent = ptr.To[int32](100)
+	})
+	replace := nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) { s.MaxDriftedPercent = ptr.To[int32](100) })
+	report := nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Action = fixityv1.NodeReport
+		s.Checks = []fixityv1.NodeCheck{fixityv1.CheckOSImage}
+		s.MaxDriftedPercent = ptr.To[int32](100)
+	})
+	g.Expect(k8s.Delete(ctx, audit)).To(gomega.Succeed())
+	for _, n := range nodes {
+		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(phase(fixityv1.NodeClean))
+	}
+	// OS image: both the Replace and the Report policy find it; Report wins.
+	setNodeInfo(t, ctx, nodes[0], func(i *corev1.NodeSystemInfo) { i.OSImage = "Debian GNU/Linux 13 (trixie)" })
+	g.Eventually(baselineOf(ctx, nodes[0]), eventually, poll).Should(gomega.And(phase(fixityv1.NodeDrifted),
+		gomega.HaveField("Status.Message", gomega.ContainSubstring("reported only"))))
+	g.Eventually(events(ctx, metav1.NamespaceDefault, report.Name), eventually, poll).Should(gomega.ContainElement(
+		gomega.ContainSubstring("OSImage: recorded \"Debian GNU/Linux 12 (bookworm)\", observed \"Debian GNU/Linux 13 (trixie)\"")))
+	g.Consistently(nodeNamed(ctx, nodes[0]), "3s", poll).ShouldNot(cordoned)
+
+	// Audit: a kernel change under an Audit policy alone is reported, never acted on.
+	g.Expect(k8s.Delete(ctx, replace)).To(gomega.Succeed())
+	g.Expect(k8s.Delete(ctx, report)).To(gomega.Succeed())
+	audit = nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Mode = fixityv1.ModeAudit
+		s.MaxDriftedPercent = ptr.To[int32](100)
+	})
+	setNodeInfo(t, ctx, nodes[1], withKernel(kernelPatched))
+	g.Eventually(nodeEvents(ctx, nodes[1]), eventually, poll).Should(gomega.ContainElement(
+		gomega.ContainSubstring("[policy " + audit.Name + "] Node changed in place: KernelVersion")))
+	g.Eventually(baselineOf(ctx, nodes[1]), eventually, poll).Should(phase(fixityv1.NodeDrifted))
+	g.Consistently(nodeNamed(ctx, nodes[1]), "3s", poll).ShouldNot(cordoned)
+}
+
+// A PodDisruptionBudget keeps the drain from evicting the last pod: reported, retried, and
+// after drainTimeout the node is reported DrainStuck, still cordoned, the pod never forced out.
+func TestPodDisruptionBudgetBlocksTheDrain(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 1)
+	nodePolicy(t, ctx, pool, 1, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Action = fixityv1.NodeDrain
+		s.MaxDriftedPercent = ptr.To[int32](100)
+		s.DrainTimeout = &metav1.Duration{Duration: 10e9}
+	})
+	ns := uniqueName("nodes")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, poolDeployment(ns, "db", pool, 1))).To(gomega.Succeed())
+	g.Eventually(readyPods(ctx, ns, "db"), eventually, poll).Should(gomega.HaveLen(1))
+	noDisruptions(t, ctx, ns, "db", 1)
+	g.Eventually(baselineOf(ctx, nodes[0]), eventually, poll).Should(phase(fixityv1.NodeClean))
+
+	setNodeInfo(t, ctx, nodes[0], withKernel(kernelPatched))
+	g.Eventually(nodeEvents(ctx, nodes[0]), eventually, poll).Should(gomega.ContainElement(gomega.And(
+		gomega.HavePrefix(fixityv1.EventDrainBlocked+": "), gomega.ContainSubstring("disruption budget"))))
+	g.Eventually(baselineOf(ctx, nodes[0]), eventually, poll).Should(gomega.And(phase(fixityv1.NodeDrainStuck),
+		gomega.HaveField("Status.Message", gomega.ContainSubstring("nothing is forced"))))
+	g.Eventually(nodeEvents(ctx, nodes[0]), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventDrainStuck + ": ")))
+	g.Expect(nodeNamed(ctx, nodes[0])(g)).To(cordoned)
+	g.Expect(readyPods(ctx, ns, "db")(g)).To(gomega.HaveLen(1), "the pod the budget keeps is never forced out")
+}
+
+// nodeClaimFor creates a Karpenter NodeClaim (Karpenter's own CRD) whose node is name, with the
+// termination finalizer Karpenter puts on every NodeClaim: it stays, deleting, until Karpenter
+// has drained and terminated its node.
+func nodeClaimFor(t *testing.T, ctx context.Context, name string) *unstructured.Unstructured {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	nc := karpenterObject("NodeClaim", name)
+	nc.SetFinalizers([]string{"karpenter.sh/termination"})
+	g.Expect(unstructuredSet(nc.Object, map[string]any{
+		"nodeClassRef": map[string]any{"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"},
+		"requirements": []any{},
+	}, "spec")).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, nc)).To(gomega.Succeed())
+	g.Expect(unstructuredSet(nc.Object, map[string]any{"providerID": "kwok://" + name, "nodeName": name}, "status")).To(gomega.Succeed())
+	g.Expect(k8s.Status().Update(ctx, nc)).To(gomega.Succeed())
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if k8s.Get(ctx, client.ObjectKeyFromObject(nc), nc) == nil {
+			nc.SetFinalizers(nil)
+			_ = k8s.Update(ctx, nc)
+			_ = k8s.Delete(ctx, nc)
+		}
+	})
+	return nc
+}
+
+// A node Karpenter provisioned is handed to Karpenter: its NodeClaim is deleted, the Node is not.
+func TestReplaceDeletesTheNodeClaim(t *testing.T) {
+	requireCRD(t, "nodeclaims.karpenter.sh")
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 2)
+	nc := nodeClaimFor(t, ctx, nodes[0])
+	p := nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) { s.MaxDriftedPercent = ptr.To[int32](50) })
+	g.Eventually(baselineOf(ctx, nodes[0]), eventually, poll).Should(phase(fixityv1.NodeClean))
+
+	setNodeInfo(t, ctx, nodes[0], func(i *corev1.NodeSystemInfo) { i.ContainerRuntimeVersion = "containerd://2.4.3" })
+	g.Eventually(func(g gomega.Gomega) *metav1.Time {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(nc), nc)).To(gomega.Succeed())
+		return nc.GetDeletionTimestamp()
+	}, eventually, poll).ShouldNot(gomega.BeNil(), "the NodeClaim is deleted for Karpenter to replace the node")
+	g.Eventually(baselineOf(ctx, nodes[0]), eventually, poll).Should(gomega.And(phase(fixityv1.NodeReplacing),
+		gomega.HaveField("Status.Message", gomega.ContainSubstring("NodeClaim "+nodes[0]))))
+	g.Expect(nodeNamed(ctx, nodes[0])(g)).To(cordoned)
+	g.Eventually(nodeEvents(ctx, nodes[0]), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventNodeReplacing + ": Asked NodeClaim")))
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(gomega.Succeed())
+		g.Expect(p.Status.ReplacedNodes).To(gomega.BeEquivalentTo(1))
+	}, eventually, poll).Should(gomega.Succeed())
+}
+
+// A node of a Cluster API Machine is handed to Cluster API: the Machine gets
+// cluster.x-k8s.io/remediate-machine; one being updated in place by Cluster API is left alone.
+func TestReplaceAnnotatesTheMachine(t *testing.T) {
+	requireCRD(t, "machines.cluster.x-k8s.io")
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 4)
+	ns := uniqueName("capi")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	machine := machineFor(t, ctx, ns, nodes[0], nil)
+	updating := machineFor(t, ctx, ns, nodes[1], map[string]string{"in-place-updates.internal.cluster.x-k8s.io/update-in-progress": ""})
+	nodePolicy(t, ctx, pool, 4, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.MaxDriftedPercent = ptr.To[int32](50)
+		s.MaxUnavailable = ptr.To(intstr.FromInt32(2))
+	})
+	for _, n := range nodes[:2] {
+		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(phase(fixityv1.NodeClean))
+		setNodeInfo(t, ctx, n, func(i *corev1.NodeSystemInfo) { i.KubeletVersion = "v1.37.3" })
+	}
+	g.Eventually(func(g gomega.Gomega) map[string]string {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(machine), machine)).To(gomega.Succeed())
+		return machine.GetAnnotations()
+	}, eventually, poll).Should(gomega.HaveKey(fixityv1.ClusterAPIRemediateMachineAnnotation))
+	g.Eventually(baselineOf(ctx, nodes[0]), eventually, poll).Should(phase(fixityv1.NodeReplacing))
+	g.Eventually(baselineOf(ctx, nodes[1]), eventually, poll).Should(
+		gomega.HaveField("Status.Message", gomega.ContainSubstring("is being updated in place by Cluster API")))
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(updating), updating)).To(gomega.Succeed())
+	g.Expect(updating.GetAnnotations()).NotTo(gomega.HaveKey(fixityv1.ClusterAPIRemediateMachineAnnotation))
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodes[0]}, &corev1.Node{})).To(gomega.Succeed(), "the Node object is never deleted")
+}
+
+// requireCRD fails the test unless the CRD is installed (make provisioner-crds puts it in
+// bin/crds, which the cluster installs).
+func requireCRD(t *testing.T, name string) {
+	t.Helper()
+	crd := &unstructured.Unstructured{}
+	crd.SetAPIVersion("apiextensions.k8s.io/v1")
+	crd.SetKind("CustomResourceDefinition")
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, crd); err != nil {
+		t.Fatalf("CRD %s is not installed (run make provisioner-crds): %v", name, err)
+	}
+}
+
+func karpenterObject(kind, name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(nodedrift.NodeClaimKind.GroupVersion().WithKind(kind))
+	u.SetName(name)
+	return u
+}
+
+func unstructuredSet(obj map[string]any, value map[string]any, path ...string) error {
+	return unstructured.SetNestedMap(obj, value, path...)
+}
+
+// machineFor creates a Cluster API Machine (its own CRD) in ns whose status.nodeRef is node.
+func machineFor(t *testing.T, ctx context.Context, ns, node string, annotations map[string]string) *unstructured.Unstructured {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	m := &unstructured.Unstructured{}
+	m.SetGroupVersionKind(nodedrift.MachineKind)
+	m.SetNamespace(ns)
+	m.SetName(node)
+	m.SetAnnotations(annotations)
+	g.Expect(unstructuredSet(m.Object, map[string]any{
+		"clusterName":       "workload",
+		"bootstrap":         map[string]any{"dataSecretName": "bootstrap"},
+		"infrastructureRef": map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DockerMachine", "name": node},
+		"providerID":        "kwok://" + node,
+	}, "spec")).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, m)).To(gomega.Succeed())
+	g.Expect(unstructuredSet(m.Object, map[string]any{"nodeRef": map[string]any{"name": node}}, "status")).To(gomega.Succeed())
+	g.Expect(k8s.Status().Update(ctx, m)).To(gomega.Succeed())
+	return m
+}
