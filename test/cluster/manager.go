@@ -143,3 +143,13 @@ func (m *Manager) Stop() {
 		<-m.done
 	}
 }
+
+// Kill ends the manager with SIGKILL, as a node lost or an OOM kill would: it releases nothing
+// (its leader lease runs out on its own).
+func (m *Manager) Kill() {
+	if !m.Running() {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	<-m.done
+}

@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +20,7 @@ import (
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
+	"github.com/fixity-dev/fixity/test/cluster"
 )
 
 // poolTaint keeps every other test's pods off a node pool's nodes, so that cordoning and
@@ -455,4 +459,88 @@ func machineFor(t *testing.T, ctx context.Context, ns, node string, annotations 
 	g.Expect(unstructuredSet(m.Object, map[string]any{"nodeRef": map[string]any{"name": node}}, "status")).To(gomega.Succeed())
 	g.Expect(k8s.Status().Update(ctx, m)).To(gomega.Succeed())
 	return m
+}
+
+// leaseHolder is who holds the manager's leader lease now.
+func leaseHolder(ctx context.Context) func(g gomega.Gomega) string {
+	return func(g gomega.Gomega) string {
+		l := &coordinationv1.Lease{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: fixityv1.OperatorNamespace, Name: "manager.fixity.dev"}, l)).To(gomega.Succeed())
+		return ptr.Deref(l.Spec.HolderIdentity, "")
+	}
+}
+
+// Two manager replicas; the leader is killed mid-drain. The new leader goes on with the same
+// drain (no second cordon, no second drain started) and never takes a second node out while
+// the budget is spent.
+func TestLeaderKilledMidDrainKeepsTheBudget(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	port, err := cluster.FreePort()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	standby := cluster.NewManager(env, managerBin, mgr.Log+".standby")
+	// Its own webhook port: the webhook configurations point at the first replica's.
+	standby.Args = append(standby.Args, "--webhook-port", strconv.Itoa(port), "--replacement-timeout", replacementTimeout.String())
+	g.Expect(standby.Start(ctx)).To(gomega.Succeed())
+	t.Cleanup(func() {
+		if !mgr.Running() {
+			_ = mgr.Start(context.Background())
+		}
+		standby.Stop()
+	})
+	leader := leaseHolder(ctx)(g)
+	g.Expect(leader).NotTo(gomega.BeEmpty())
+
+	pool, nodes := nodePool(t, ctx, 2)
+	nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) { s.MaxDriftedPercent = ptr.To[int32](100) })
+	ns := uniqueName("nodes")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, poolDeployment(ns, "db", pool, 1))).To(gomega.Succeed())
+	g.Eventually(readyPods(ctx, ns, "db"), eventually, poll).Should(gomega.HaveLen(1))
+	pdb := noDisruptions(t, ctx, ns, "db", 1)
+	target, other := nodes[0], nodes[1]
+	if readyPods(ctx, ns, "db")(g)[0].Spec.NodeName != target {
+		target, other = other, target
+	}
+	for _, n := range nodes {
+		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(phase(fixityv1.NodeClean))
+	}
+
+	setNodeInfo(t, ctx, target, withKernel(kernelPatched))
+	g.Eventually(baselineOf(ctx, target), eventually, poll).Should(gomega.And(phase(fixityv1.NodeDraining),
+		gomega.HaveField("Status.Message", gomega.ContainSubstring("disruption budget"))))
+	setNodeInfo(t, ctx, other, withKernel(kernelPatched))
+	g.Eventually(baselineOf(ctx, other), eventually, poll).Should(
+		gomega.HaveField("Status.Message", gomega.HavePrefix(fixityv1.BudgetExhaustedReason)))
+
+	mgr.Kill()
+	g.Eventually(leaseHolder(ctx), 2*eventually, poll).ShouldNot(gomega.Equal(leader), "the standby takes the lease")
+	// The new leader is at work: it records the baseline of a node that joins the pool.
+	joined := pool + "-joined"
+	_, err = env.AddNode(ctx, joined, map[string]string{"pool": pool},
+		[]corev1.Taint{{Key: poolTaint, Value: pool, Effect: corev1.TaintEffectNoSchedule}}, corev1.NodeSystemInfo{KernelVersion: kernel})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	t.Cleanup(func() {
+		_ = k8s.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: joined}})
+	})
+	g.Eventually(baselineOf(ctx, joined), eventually, poll).Should(phase(fixityv1.NodeClean))
+	g.Consistently(nodeNamed(ctx, other), "5s", poll).ShouldNot(cordoned)
+	g.Expect(baselineOf(ctx, target)(g)).To(phase(fixityv1.NodeDraining))
+
+	// The budget lets the pod go: the same drain finishes.
+	g.Expect(k8s.Delete(ctx, pdb)).To(gomega.Succeed())
+	g.Eventually(baselineOf(ctx, target), eventually, poll).Should(gomega.And(phase(fixityv1.NodeCordoned),
+		gomega.HaveField("Status.Message", gomega.HavePrefix(fixityv1.NoProvisionerReason))))
+	cordons := 0
+	for _, e := range nodeEvents(ctx, target)(g) {
+		if strings.HasPrefix(e, fixityv1.EventNodeCordoned+": ") {
+			cordons++
+		}
+	}
+	g.Expect(cordons).To(gomega.Equal(1), "one cordon, one drain, across the leader change")
+	g.Expect(nodeNamed(ctx, other)(g)).NotTo(cordoned, "the drained node still counts until it is gone")
+
+	// Gone: the next drifted node goes out.
+	g.Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: target}})).To(gomega.Succeed())
+	g.Eventually(nodeNamed(ctx, other), eventually, poll).Should(cordoned)
 }

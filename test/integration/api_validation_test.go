@@ -291,7 +291,7 @@ func TestSamplesAreValid(t *testing.T) {
 		if !apierrors.IsAlreadyExists(err) {
 			g.Expect(err).NotTo(gomega.HaveOccurred(), "sample %s %s", u.GetKind(), u.GetName())
 		}
-		if u.GetKind() == "ImmutabilityPolicy" {
+		if u.GetKind() == "ImmutabilityPolicy" || u.GetKind() == "NodeImmutabilityPolicy" {
 			t.Cleanup(func() { _ = k8s.Delete(context.Background(), u) })
 		}
 	}
@@ -301,6 +301,7 @@ func TestSamplesAreValid(t *testing.T) {
 	}
 	g.Expect(kinds).To(gomega.HaveKey("ImmutabilityPolicy"))
 	g.Expect(kinds).To(gomega.HaveKey("AccessGrant"))
+	g.Expect(kinds).To(gomega.HaveKey("NodeImmutabilityPolicy"))
 	g.Expect(kinds).To(gomega.HaveKey("ClusterRoleBinding"))
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -113,4 +115,36 @@ func TestNodeBaselineCreateIsRejectedAndSpecImmutable(t *testing.T) {
 		g.Expect(err).To(gomega.HaveOccurred(), "changing spec.%s was accepted", field)
 		g.Expect(err.Error()).To(gomega.ContainSubstring("spec is immutable"))
 	}
+}
+
+func nodePolicyReady(ctx context.Context, name string) func(g gomega.Gomega) *metav1.Condition {
+	return func(g gomega.Gomega) *metav1.Condition {
+		p := &fixityv1.NodeImmutabilityPolicy{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, p)).To(gomega.Succeed())
+		g.Expect(p.Status.ObservedGeneration).To(gomega.Equal(p.Generation), "status is not for the current generation yet")
+		c := meta.FindStatusCondition(p.Status.Conditions, fixityv1.ReadyCondition)
+		g.Expect(c).NotTo(gomega.BeNil())
+		return c
+	}
+}
+
+// What the schema cannot check is reported in Ready, naming the field; a valid policy is Ready.
+func TestNodePolicyReadiness(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	for spec, field := range map[string]string{
+		"expect:\n  osImageRegExp: '^Debian (unclosed'":                                "spec.expect.osImageRegExp",
+		"nodeSelector: {matchExpressions: [{key: pool, operator: Near, values: [a]}]}": "spec.nodeSelector",
+	} {
+		name := uniqueName("nipol-bad")
+		createPolicy(t, ctx, nodePolicyYAML(name, spec))
+		g.Eventually(nodePolicyReady(ctx, name), eventually, poll).Should(gomega.And(
+			gomega.HaveField("Status", metav1.ConditionFalse),
+			gomega.HaveField("Reason", fixityv1.InvalidSpecReason),
+			gomega.HaveField("Message", gomega.ContainSubstring(field))))
+	}
+	name := uniqueName("nipol-good")
+	createPolicy(t, ctx, nodePolicyYAML(name, "nodeSelector: {matchLabels: {pool: none}}"))
+	g.Eventually(nodePolicyReady(ctx, name), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status", metav1.ConditionTrue), gomega.HaveField("Reason", fixityv1.ActiveReason)))
 }
