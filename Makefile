@@ -63,13 +63,14 @@ verify: manifests generate fmt ## Fail when generated or formatted files are sta
 		echo "generated files are stale: run 'make manifests generate fmt' and commit"; exit 1; fi
 
 .PHONY: test
-test: manifests generate fmt vet k8s-binaries provisioner-crds $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests.
+test: manifests generate fmt vet k8s-binaries provisioner-crds karpenter $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests.
 	go test ./... -count=1 -timeout 40m
 
 .PHONY: bench
-bench: k8s-binaries ## Print benchmark figures: admission latency (hack/bench/admission) and drift at 5,000 pods (hack/bench/drift).
+bench: k8s-binaries ## Print benchmark figures: admission latency (hack/bench/admission), drift at 5,000 pods (hack/bench/drift), node drift at 500 nodes (hack/bench/nodes).
 	go run ./hack/bench/admission
 	go run ./hack/bench/drift
+	go run ./hack/bench/nodes
 
 .PHONY: test-unit
 test-unit: ## Run only the tests that need no API server.
@@ -94,6 +95,10 @@ docker-build: ## Build the container image (needs a Docker engine).
 .PHONY: k8s-binaries
 k8s-binaries: ## Build etcd, the Kubernetes control plane, kubectl and KWOK into bin/k8s (first time ~12 min).
 	hack/build-k8s.sh
+
+.PHONY: karpenter
+karpenter: ## Build Karpenter's KWOK provider into bin/karpenter (for the e2e cluster; first time ~5 min).
+	hack/build-karpenter.sh
 
 .PHONY: provisioner-crds
 provisioner-crds: ## Copy Karpenter's and Cluster API's CRDs from their Go modules into bin/crds (for the e2e cluster).

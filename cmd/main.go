@@ -38,6 +38,8 @@ type options struct {
 	webhookCertSecret, webhookService                string
 	metricsCertPath, metricsCertName, metricsCertKey string
 	replacementTimeout                               time.Duration
+	kubeAPIQPS                                       float64
+	kubeAPIBurst                                     int
 }
 
 func main() {
@@ -65,6 +67,11 @@ func main() {
 	flag.DurationVar(&o.replacementTimeout, "replacement-timeout", remediation.DefaultReplacementTimeout, "How long an owner "+
 		"(ReplicaSet, StatefulSet, DaemonSet, Job) may take to get back the Ready pods it had before one of its drifted pods was "+
 		"replaced; after it the owner is reported ReplacementStuck and nothing more of it is replaced until it recovers.")
+	// client-go's defaults (20/30, as ctrl.GetConfig sets them) serialise a node drain or a
+	// fleet of drifted nodes behind the client's own rate limiter; the API server's priority and
+	// fairness still protects it.
+	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "Queries per second the manager may send to the API server.")
+	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "Burst of queries the manager may send to the API server.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -82,6 +89,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
 
 	// Who we are is asked of the API server, not configured, so that the "only the operator
 	// writes fixity.dev/* annotations" rule cannot be pointed at someone else by a flag.

@@ -2,8 +2,8 @@
 # `make demo`: the operator's main job on a local cluster. Starts the local environment
 # (hack/local-cluster.sh), runs the manager against it as a local process serving the webhooks,
 # applies config/samples, shows an unsigned Deployment blocked and a signed one running pinned to
-# its digest, a drifted pod replaced, then break-glass access with an AccessGrant whose pod is
-# replaced when it ends.
+# its digest, a drifted pod replaced, break-glass access with an AccessGrant whose pod is
+# replaced when it ends, then a node whose kernel changes in place cordoned and drained.
 #
 #   hack/demo.sh up | down
 set -euo pipefail
@@ -69,12 +69,15 @@ up() {
 
   drift
   breakglass
+  nodes
 
   cat <<TXT
 
 Fixity is running against a local cluster. Try:
   export KUBECONFIG=$dir/kubeconfig
   $root/bin/k8s/kubectl get immutabilitypolicies,accessgrants -A
+  $root/bin/k8s/kubectl get nodeimmutabilitypolicies,nodebaselines,nodes
+  $root/bin/k8s/kubectl get events --field-selector involvedObject.kind=Node -w
   $root/bin/k8s/kubectl -n shop get pods -o custom-columns=POD:.metadata.name,NODE:.spec.nodeName,IMAGE_ID:.status.containerStatuses[0].imageID
   tail -f $dir/manager.log            # the operator's log
   ls $dir/cluster/*.log               # the control plane's logs
@@ -133,6 +136,29 @@ YAML
     -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -E 'REASON|ReplacementDue|DriftDetected|Replaced'
   $kubectl -n shop rollout status deployment/web --timeout=120s
   $kubectl -n shop get pods -l app=web
+}
+
+# nodes shows a node changed in place (its kernel, as after an unattended upgrade and a kexec):
+# recorded in its NodeBaseline when first Ready, it is found drifted, cordoned, tainted and
+# drained; with no Karpenter or Cluster API here it is left cordoned for a person to replace.
+nodes() {
+  local node
+  node=$($kubectl -n shop get pods -l app=web -o jsonpath='{.items[0].spec.nodeName}')
+  step "Node baselines, recorded by the operator when each node was first Ready (the kubelet cannot write them)"
+  $kubectl wait --for=jsonpath='{.status.phase}'=Clean nodebaselines --all --timeout=60s >/dev/null
+  $kubectl get nodebaselines
+  step "The kernel of $node changes in place, as after an unattended upgrade"
+  $kubectl patch node "$node" --subresource=status --type=merge \
+    -p '{"status":{"nodeInfo":{"kernelVersion":"6.1.0-29-cloud-amd64"}}}' >/dev/null
+  $kubectl wait --for=jsonpath='{.status.phase}'=Cordoned "nodebaseline/$node" --timeout=120s >/dev/null
+  $kubectl get events --field-selector "involvedObject.kind=Node,involvedObject.name=$node" \
+    -o custom-columns=REASON:.reason,MESSAGE:.message | grep -E 'REASON|NodeDrifted|Cordoned|NoProvisioner'
+  $kubectl get nodebaseline "$node" -o jsonpath='{.status.phase}: {.status.message}{"\n"}'
+  $kubectl get nodes
+  $kubectl -n shop rollout status deployment/web --timeout=120s
+  $kubectl -n shop get pods -l app=web -o custom-columns=POD:.metadata.name,NODE:.spec.nodeName
+  $kubectl wait --for=jsonpath='{.status.replacingNodes}'=1 nodeimmutabilitypolicy/workers --timeout=60s >/dev/null
+  $kubectl get nodeimmutabilitypolicies
 }
 
 # drift shows a pod that starts running another digest than the one admitted (as if its node

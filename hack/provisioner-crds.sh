@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Copies the CRDs of the provisioners Fixity hands drifted nodes to (Karpenter's NodeClaim,
-# NodePool and KWOK provider's KWOKNodeClass; Cluster API's Machine) from their own Go modules
+# NodePool and NodeOverlay as its KWOK provider ships them, and its KWOKNodeClass; Cluster API's
+# Machine) from their own Go modules
 # into bin/crds, as those projects ship them, for the e2e cluster. Karpenter's module needs a
 # newer Go than ours for its go.mod to load: only this download uses GOTOOLCHAIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KARPENTER_VERSION=${KARPENTER_VERSION:-v1.15.0}
+KARPENTER_VERSION=${KARPENTER_VERSION:-$(sed -n 's/^require sigs.k8s.io\/karpenter \(v[^ ]*\)$/\1/p' hack/karpenter/go.mod)}
 CLUSTER_API_VERSION=${CLUSTER_API_VERSION:-v1.14.2}
 out=bin/crds
 stamp="$out/.versions"
-want="karpenter $KARPENTER_VERSION cluster-api $CLUSTER_API_VERSION"
+want="karpenter $KARPENTER_VERSION kwok-crds cluster-api $CLUSTER_API_VERSION"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 	exit 0
 fi
@@ -25,8 +26,9 @@ capi=$(dir_of "sigs.k8s.io/cluster-api@$CLUSTER_API_VERSION")
 
 rm -rf "$out" && mkdir -p "$out"
 install -m 0644 \
-	"$karpenter/pkg/apis/crds/karpenter.sh_nodeclaims.yaml" \
-	"$karpenter/pkg/apis/crds/karpenter.sh_nodepools.yaml" \
+	"$karpenter/kwok/charts/crds/karpenter.sh_nodeclaims.yaml" \
+	"$karpenter/kwok/charts/crds/karpenter.sh_nodepools.yaml" \
+	"$karpenter/kwok/charts/crds/karpenter.sh_nodeoverlays.yaml" \
 	"$karpenter/kwok/apis/crds/karpenter.kwok.sh_kwoknodeclasses.yaml" \
 	"$capi/core/config/crd/bases/cluster.x-k8s.io_machines.yaml" \
 	"$out/"

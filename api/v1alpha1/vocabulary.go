@@ -113,6 +113,11 @@ const (
 const (
 	// DriftedTaint is the NoSchedule taint on a node Fixity cordoned.
 	DriftedTaint = Prefix + "drifted"
+	// DisruptedLabel ("true") on a NodeBaseline records that Fixity is taking its node out,
+	// written (with SavedPoliciesAnnotation naming the policies) under optimistic locking
+	// before the node is cordoned: the budgets count these, and a label selector lets the API
+	// server send only them.
+	DisruptedLabel = Prefix + "disrupted"
 	// KarpenterDoNotDisruptAnnotation on a pod keeps Fixity from evicting it in a drain, as it
 	// keeps Karpenter from disrupting its node.
 	KarpenterDoNotDisruptAnnotation = "karpenter.sh/do-not-disrupt"
@@ -153,7 +158,8 @@ const (
 	// RecreateLabel marks the ConfigMaps (operator's namespace) holding the admitted spec of a
 	// bare pod being recreated; SavedPodAnnotation names the pod (namespace/name),
 	// SavedUIDAnnotation the UID of the pod to delete, SavedPoliciesAnnotation the policies
-	// replacing it (comma-separated).
+	// replacing it (comma-separated; on a NodeBaseline, the node policies its node was taken
+	// out under).
 	RecreateLabel           = Prefix + "recreate"
 	SavedPodAnnotation      = Prefix + "pod"
 	SavedUIDAnnotation      = Prefix + "pod-uid"

@@ -235,7 +235,7 @@ func (r *Reconciler) detect(ctx context.Context, s *scope) reconcile.Outcome {
 		ctrl.LoggerFrom(ctx).Info("Node drift detected", "node", klog.KObj(s.node), "policies", nodedrift.Names(s.by), "findings", nodedrift.Describe(merged))
 	}
 	st.Drifted = merged
-	if st.Phase.Disrupted() {
+	if nodedrift.Disrupted(s.baseline) {
 		return reconcile.Next() // once cordoned, a node is replaced even if it changed back
 	}
 	if len(merged) == 0 {
@@ -250,7 +250,7 @@ func (r *Reconciler) detect(ctx context.Context, s *scope) reconcile.Outcome {
 // circuit breakers and budgets.
 func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 	st := &s.baseline.Status
-	if st.Phase.Disrupted() {
+	if nodedrift.Disrupted(s.baseline) {
 		s.action = r.actionOf(s)
 		return reconcile.Next()
 	}
@@ -276,9 +276,10 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 		}
 	}
 	// The budget is counted from the API server, not the cache: a node cordoned a moment ago
-	// (by this replica or a leader before it) counts at once.
+	// (by this replica or a leader before it) counts at once. Only the marked baselines are
+	// sent.
 	var all fixityv1.NodeBaselineList
-	if err := r.APIReader.List(ctx, &all); err != nil {
+	if err := r.APIReader.List(ctx, &all, client.MatchingLabels{fixityv1.DisruptedLabel: "true"}); err != nil {
 		return reconcile.Fail(fmt.Errorf("counting the nodes Fixity has cordoned: %w", err))
 	}
 	for i := range s.policies {
@@ -290,7 +291,7 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 		}
 		var out []string
 		for _, b := range all.Items {
-			if b.Name != s.node.Name && b.Status.Phase.Disrupted() && slices.Contains(b.Status.Policies, p.Name) {
+			if b.Name != s.node.Name && slices.Contains(nodedrift.DisruptedUnder(&b), p.Name) {
 				out = append(out, b.Name)
 			}
 		}
@@ -308,7 +309,7 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 func (r *Reconciler) actionOf(s *scope) fixityv1.NodeAction {
 	var under []*fixityv1.NodeImmutabilityPolicy
 	for i := range s.policies {
-		if slices.Contains(s.baseline.Status.Policies, s.policies[i].Name) {
+		if slices.Contains(nodedrift.DisruptedUnder(s.baseline), s.policies[i].Name) {
 			under = append(under, &s.policies[i])
 		}
 	}
@@ -344,21 +345,33 @@ func (r *Reconciler) hold(ctx context.Context, s *scope, reason, msg string) rec
 // across restarts and leader changes), then cordons and taints it.
 func (r *Reconciler) cordon(ctx context.Context, s *scope) reconcile.Outcome {
 	st := &s.baseline.Status
+	if !nodedrift.Disrupted(s.baseline) {
+		// The record the budgets count, written first, with the resourceVersion read: of two
+		// writers working from the same copy, one fails here and decides again.
+		names := make([]string, 0, len(s.policies))
+		for i := range s.policies {
+			names = append(names, s.policies[i].Name)
+		}
+		before, found := s.baseline.DeepCopy(), *st.DeepCopy()
+		nodedrift.MarkDisrupted(s.baseline, names)
+		err := r.Patch(ctx, s.baseline, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		// The response carries the stored status; this reconcile's findings are kept (or, on
+		// failure, dropped for the deferred patch, and decided again).
+		s.baseline.Status = found
+		if err != nil {
+			s.baseline.Status = *s.before.DeepCopy()
+			return reconcile.Fail(fmt.Errorf("recording that node %s is taken out: %w", s.node.Name, err))
+		}
+	}
 	if !st.Phase.Disrupted() {
 		st.Phase = fixityv1.NodeCordoned
 		if s.action != fixityv1.NodeCordon {
 			st.Phase = fixityv1.NodeDraining
 		}
-		st.Policies = make([]string, 0, len(s.policies))
-		for i := range s.policies {
-			st.Policies = append(st.Policies, s.policies[i].Name)
-		}
+		st.Policies = nodedrift.DisruptedUnder(s.baseline)
 		now := metav1.NewTime(r.Clock.Now())
+		// Reported by the deferred patch: the label above is the record.
 		st.DisruptedAt, st.Message = &now, "Cordoned: "+nodedrift.Describe(st.Drifted)
-		// Written now, with the resourceVersion read: of two writers, one fails here.
-		if err := s.commit(ctx, r.Client); err != nil {
-			return reconcile.Fail(err)
-		}
 	}
 	if err := r.cordonNode(ctx, s); err != nil {
 		return reconcile.Fail(err)
@@ -375,6 +388,7 @@ func (r *Reconciler) cordon(ctx context.Context, s *scope) reconcile.Outcome {
 // fails here.
 func (s *scope) commit(ctx context.Context, c client.Client) error {
 	b := s.baseline
+	b.Status.ObservedGeneration = b.Generation // what the deferred patch would write after
 	before := b.DeepCopy()
 	before.Status = s.before
 	if err := c.Status().Patch(ctx, b, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -404,7 +418,7 @@ func (r *Reconciler) cordonNode(ctx context.Context, s *scope) error {
 	msg := nodedrift.Describe(s.baseline.Status.Drifted)
 	r.Events.Eventf(node, s.by0(), corev1.EventTypeWarning, fixityv1.EventNodeCordoned, "Cordon", "Cordoned and tainted %s: %s", fixityv1.DriftedTaint, msg)
 	for i := range s.policies {
-		if slices.Contains(s.baseline.Status.Policies, s.policies[i].Name) {
+		if slices.Contains(nodedrift.DisruptedUnder(s.baseline), s.policies[i].Name) {
 			r.Events.Eventf(&s.policies[i], node, corev1.EventTypeWarning, fixityv1.EventNodeCordoned, "Cordon", "Node %s cordoned: %s", node.Name, msg)
 		}
 	}
@@ -473,7 +487,7 @@ func (r *Reconciler) handOff(ctx context.Context, s *scope) reconcile.Outcome {
 func (s *scope) under() []*fixityv1.NodeImmutabilityPolicy {
 	var out []*fixityv1.NodeImmutabilityPolicy
 	for i := range s.policies {
-		if slices.Contains(s.baseline.Status.Policies, s.policies[i].Name) {
+		if slices.Contains(nodedrift.DisruptedUnder(s.baseline), s.policies[i].Name) {
 			out = append(out, &s.policies[i])
 		}
 	}

@@ -142,6 +142,9 @@ func TestCordonRecordsTheIntentThenCordons(t *testing.T) {
 	if b.Status.Phase != fixityv1.NodeCordoned || strings.Join(b.Status.Policies, ",") != "p" || b.Status.DisruptedAt == nil {
 		t.Fatalf("status %+v", b.Status)
 	}
+	if b.Labels[fixityv1.DisruptedLabel] != "true" || b.Annotations[fixityv1.SavedPoliciesAnnotation] != "p" {
+		t.Fatalf("the budgets' record is missing: %v %v", b.Labels, b.Annotations)
+	}
 	if len(b.Status.Drifted) != 1 || b.Status.Drifted[0].Recorded != "6.1.0-28-cloud-amd64" || b.Status.Drifted[0].Observed != "6.1.0-29-cloud-amd64" {
 		t.Fatalf("findings %+v", b.Status.Drifted)
 	}

@@ -137,7 +137,7 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, p *fixityv1.NodeImmutab
 		}
 	}
 	for _, b := range baselines.Items {
-		if b.Status.Phase.Disrupted() && slices.Contains(b.Status.Policies, p.Name) {
+		if nodedrift.Disrupted(&b) && slices.Contains(nodedrift.DisruptedUnder(&b), p.Name) {
 			replacing++
 			if b.Status.Phase == fixityv1.NodeDrainStuck {
 				stuck++

@@ -2,6 +2,7 @@ package nodedrift
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -76,6 +77,32 @@ func Breaker(p *fixityv1.NodeImmutabilityPolicy, matched, drifted int) (allowed 
 		limit = *p.Spec.MaxDriftedPercent
 	}
 	return remediation.Breaker(limit, matched, drifted, "nodes")
+}
+
+// Disrupted reports whether Fixity is taking b's node out: the label written before the cordon
+// is the record; the phase follows it.
+func Disrupted(b *fixityv1.NodeBaseline) bool {
+	return b.Labels[fixityv1.DisruptedLabel] == "true" || b.Status.Phase.Disrupted()
+}
+
+// DisruptedUnder are the node policies b's node was taken out under.
+func DisruptedUnder(b *fixityv1.NodeBaseline) []string {
+	if v, ok := b.Annotations[fixityv1.SavedPoliciesAnnotation]; ok && v != "" {
+		return strings.Split(v, ",")
+	}
+	return b.Status.Policies
+}
+
+// MarkDisrupted records on b that its node is taken out under policies.
+func MarkDisrupted(b *fixityv1.NodeBaseline, policies []string) {
+	if b.Labels == nil {
+		b.Labels = map[string]string{}
+	}
+	if b.Annotations == nil {
+		b.Annotations = map[string]string{}
+	}
+	b.Labels[fixityv1.DisruptedLabel] = "true"
+	b.Annotations[fixityv1.SavedPoliciesAnnotation] = strings.Join(policies, ",")
 }
 
 // Names are the policies' names, sorted.

@@ -63,6 +63,11 @@ func TestDemo(t *testing.T) {
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] ImageDigest: container "web" runs sha256:[0-9a-f]{64}, not the admitted sha256:`))
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] InteractiveAccess: exec by alice under grant shop/inc-4242, which has ended`))
 	g.Expect(strings.Count(out, "Drifted pod evicted to be replaced by a fresh one")).To(gomega.Equal(2))
+	// Nodes: a kernel changed in place; the node is cordoned and drained, its pods run elsewhere.
+	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventNodeDrifted + `\s+\[policy workers\] Node changed in place: KernelVersion: recorded "[^"]+", observed "6\.1\.0-29-cloud-amd64"`))
+	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventNoProvisioner + `\s+NoProvisioner: drained and left cordoned`))
+	g.Expect(out).To(gomega.MatchRegexp(`kwok-node-\d\s+Ready,SchedulingDisabled`))
+	g.Expect(out).To(gomega.MatchRegexp(`workers\s+Enforce\s+True\s+3\s+1`))
 	g.Expect(readFile(dir, "manager.log")).To(gomega.ContainSubstring(`"Running as"`))
 
 	out, err = demo("down")

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -263,7 +266,7 @@ func TestNodeBudgetBreakerAndReboot(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(gomega.Succeed())
 		g.Expect(meta.IsStatusConditionTrue(p.Status.Conditions, fixityv1.RemediationAllowedCondition)).To(gomega.BeTrue())
 	}, eventually, poll).Should(gomega.Succeed())
-	g.Expect(baselineOf(ctx, nodes[2])(g)).To(phase(fixityv1.NodeClean))
+	g.Eventually(baselineOf(ctx, nodes[2]), eventually, poll).Should(phase(fixityv1.NodeClean))
 }
 
 // Audit and Report find and tell, and touch nothing; the most cautious of two policies wins.
@@ -543,4 +546,137 @@ func TestLeaderKilledMidDrainKeepsTheBudget(t *testing.T) {
 	// Gone: the next drifted node goes out.
 	g.Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: target}})).To(gomega.Succeed())
 	g.Eventually(nodeNamed(ctx, other), eventually, poll).Should(cordoned)
+}
+
+// Each opt-in check, on a node of its own, triggers the policy's action, and the finding names
+// its check: another machine behind the Node, a reboot, a watched label changed, a recorded
+// taint removed.
+func TestEachNodeCheckTriggersTheAction(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 4)
+	for _, n := range nodes {
+		node := nodeNamed(ctx, n)(g)
+		before := node.DeepCopy()
+		node.Labels["team"] = "shop"
+		g.Expect(k8s.Patch(ctx, node, client.MergeFrom(before))).To(gomega.Succeed())
+	}
+	nodePolicy(t, ctx, pool, 4, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Checks = []fixityv1.NodeCheck{fixityv1.CheckIdentity, fixityv1.CheckReboot, fixityv1.CheckLabels, fixityv1.CheckTaints}
+		s.WatchedLabels = []string{"team"}
+		s.Action = fixityv1.NodeCordon
+		s.MaxUnavailable = ptr.To(intstr.FromString("100%"))
+		s.MaxDriftedPercent = ptr.To[int32](100)
+	})
+	for _, n := range nodes {
+		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(gomega.And(phase(fixityv1.NodeClean),
+			gomega.HaveField("Spec.Labels", gomega.HaveKeyWithValue("team", "shop"))))
+	}
+	setNodeInfo(t, ctx, nodes[0], func(i *corev1.NodeSystemInfo) { i.MachineID = "another-machine" })
+	setNodeInfo(t, ctx, nodes[1], func(i *corev1.NodeSystemInfo) { i.BootID = "boot-2" })
+	edit := func(name string, f func(*corev1.Node)) {
+		node := nodeNamed(ctx, name)(g)
+		before := node.DeepCopy()
+		f(node)
+		g.Expect(k8s.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))).To(gomega.Succeed())
+	}
+	edit(nodes[2], func(n *corev1.Node) { n.Labels["team"] = "ads" })
+	edit(nodes[3], func(n *corev1.Node) { n.Spec.Taints = nil })
+	for i, want := range []fixityv1.NodeCheck{fixityv1.CheckIdentity, fixityv1.CheckReboot, fixityv1.CheckLabels, fixityv1.CheckTaints} {
+		g.Eventually(nodeNamed(ctx, nodes[i]), eventually, poll).Should(cordoned, "%s", want)
+		g.Eventually(baselineOf(ctx, nodes[i]), eventually, poll).Should(gomega.And(phase(fixityv1.NodeCordoned),
+			gomega.HaveField("Status.Drifted", gomega.ConsistOf(gomega.HaveField("Check", want)))), "%s", want)
+	}
+}
+
+// karpenterYAML is a KWOKNodeClass and a NodePool whose nodes carry pool=<pool> and the pool
+// taint, so that only this test's pods ask Karpenter for nodes.
+func karpenterYAML(pool string) string {
+	return fmt.Sprintf(`apiVersion: karpenter.kwok.sh/v1alpha1
+kind: KWOKNodeClass
+metadata: {name: %[1]s}
+---
+apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: %[1]s}
+spec:
+  template:
+    metadata:
+      labels: {pool: %[1]s}
+    spec:
+      requirements:
+      - {key: kubernetes.io/os, operator: In, values: ["linux"]}
+      - {key: kubernetes.io/arch, operator: In, values: ["amd64"]}
+      - {key: karpenter.sh/capacity-type, operator: In, values: ["on-demand"]}
+      taints:
+      - {key: %[2]s, value: %[1]s, effect: NoSchedule}
+      nodeClassRef: {group: karpenter.kwok.sh, kind: KWOKNodeClass, name: %[1]s}
+      expireAfter: Never
+  limits: {cpu: 100}
+  disruption: {consolidationPolicy: WhenEmpty, consolidateAfter: Never}
+`, pool, poolTaint)
+}
+
+// A real Karpenter (its KWOK provider) brings a node for a Deployment; the node's kernel changes
+// in place; Fixity deletes its NodeClaim, Karpenter drains it through the Eviction API and
+// terminates it, and brings a fresh node where the pods run again. The Node object itself is
+// deleted by Karpenter, never by Fixity.
+func TestKarpenterReplacesADriftedNode(t *testing.T) {
+	requireCRD(t, "nodeclaims.karpenter.sh")
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	bin := filepath.Join(root, "bin", "karpenter", "karpenter-kwok")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("Karpenter's KWOK provider is not built (run make karpenter): %v", err)
+	}
+	pool := uniqueName("karp")
+	karp, err := env.StartKarpenter(ctx, bin)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	apply := func(verb string) {
+		cmd := env.Kubectl(verb, "-f", "-")
+		cmd.Stdin = strings.NewReader(karpenterYAML(pool))
+		out, err := cmd.CombinedOutput()
+		g.Expect(err).NotTo(gomega.HaveOccurred(), "%s", out)
+	}
+	t.Cleanup(func() {
+		// Karpenter removes its nodes when its NodePool goes; then it stops.
+		cmd := env.Kubectl("delete", "--wait=true", "--timeout=60s", "-f", "-")
+		cmd.Stdin = strings.NewReader(karpenterYAML(pool))
+		_ = cmd.Run()
+		karp.Stop()
+	})
+	apply("apply")
+	nodePolicy(t, ctx, pool, 0, func(s *fixityv1.NodeImmutabilityPolicySpec) { s.MaxDriftedPercent = ptr.To[int32](100) })
+	ns := uniqueName("nodes")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, poolDeployment(ns, "web", pool, 2))).To(gomega.Succeed())
+	g.Eventually(readyPods(ctx, ns, "web"), 2*eventually, poll).Should(gomega.HaveLen(2), "Karpenter brings a node (see %s)", karp.Log)
+	first := readyPods(ctx, ns, "web")(g)[0].Spec.NodeName
+	g.Eventually(baselineOf(ctx, first), eventually, poll).Should(gomega.And(phase(fixityv1.NodeClean),
+		gomega.HaveField("Spec.ProviderID", gomega.HavePrefix("kwok://"))))
+	claims := &unstructured.UnstructuredList{}
+	claims.SetGroupVersionKind(nodedrift.NodeClaimKind.GroupVersion().WithKind("NodeClaimList"))
+
+	setNodeInfo(t, ctx, first, withKernel(kernelPatched))
+
+	g.Eventually(nodeEvents(ctx, first), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventNodeReplacing + ": Asked NodeClaim")))
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: first}, &corev1.Node{}))
+	}, 2*eventually, poll).Should(gomega.BeTrue(), "Karpenter drains and terminates the drifted node")
+	g.Eventually(func(g gomega.Gomega) {
+		pods := readyPods(ctx, ns, "web")(g)
+		g.Expect(pods).To(gomega.HaveLen(2))
+		for _, p := range pods {
+			g.Expect(p.Spec.NodeName).NotTo(gomega.Equal(first))
+			g.Expect(nodeNamed(ctx, p.Spec.NodeName)(g).Labels).To(gomega.HaveKeyWithValue("pool", pool))
+		}
+	}, 2*eventually, poll).Should(gomega.Succeed(), "the pods run again on a fresh node Karpenter brought")
+	fresh := readyPods(ctx, ns, "web")(g)[0].Spec.NodeName
+	g.Eventually(baselineOf(ctx, fresh), eventually, poll).Should(gomega.And(phase(fixityv1.NodeClean),
+		gomega.HaveField("Spec.NodeInfo.KernelVersion", gomega.Not(gomega.Equal(kernelPatched)))))
+	g.Expect(k8s.List(ctx, claims)).To(gomega.Succeed())
+	for _, nc := range claims.Items {
+		name, _, _ := unstructured.NestedString(nc.Object, "status", "nodeName")
+		g.Expect(name).NotTo(gomega.Equal(first), "the drifted node's NodeClaim is gone")
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -22,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/hack/bench/benchutil"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/test/cluster"
 	"github.com/fixity-dev/fixity/test/registry"
@@ -153,7 +153,7 @@ func run(nodes, pods, deployments, samples int, memLimit string) error {
 		return fmt.Errorf("waiting for %d Ready pods: %w", total, err)
 	}
 	rolledOut := time.Since(start)
-	rss, hwm, err := memory(mgr.PID())
+	rss, hwm, err := benchutil.Memory(mgr.PID())
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func run(nodes, pods, deployments, samples int, memLimit string) error {
 		}
 		latencies = append(latencies, d)
 	}
-	rss2, hwm2, err := memory(mgr.PID())
+	rss2, hwm2, err := benchutil.Memory(mgr.PID())
 	if err != nil {
 		return err
 	}
@@ -193,11 +193,11 @@ func run(nodes, pods, deployments, samples int, memLimit string) error {
 	fmt.Printf("%-44s %d nodes, %d pods, %d Deployments\n", "cluster", nodes, total, deployments)
 	fmt.Printf("%-44s %q\n", "manager GOMEMLIMIT", memLimit)
 	fmt.Printf("%-44s %s\n", "rollout until the policy matched every pod", rolledOut.Round(time.Second))
-	fmt.Printf("%-44s %.1f MiB (peak %.1f MiB)\n", "manager RSS at steady state", mib(rss), mib(hwm))
-	fmt.Printf("%-44s %.1f MiB (peak %.1f MiB)\n", "manager RSS after the drift events", mib(rss2), mib(hwm2))
+	fmt.Printf("%-44s %.1f MiB (peak %.1f MiB)\n", "manager RSS at steady state", benchutil.MiB(rss), benchutil.MiB(hwm))
+	fmt.Printf("%-44s %.1f MiB (peak %.1f MiB)\n", "manager RSS after the drift events", benchutil.MiB(rss2), benchutil.MiB(hwm2))
 	fmt.Printf("%-44s p50 %s, max %s (n=%d)\n", "drift to eviction", latencies[len(latencies)/2].Round(time.Millisecond),
 		latencies[len(latencies)-1].Round(time.Millisecond), len(latencies))
-	fmt.Printf("%-44s RSS < 150 MiB: %t; drift to eviction < 2s: %t\n", "targets", mib(hwm2) < 150, latencies[len(latencies)-1] < 2*time.Second)
+	fmt.Printf("%-44s RSS < 150 MiB: %t; drift to eviction < 2s: %t\n", "targets", benchutil.MiB(hwm2) < 150, latencies[len(latencies)-1] < 2*time.Second)
 	return nil
 }
 
@@ -250,25 +250,3 @@ func timeToEviction(ctx context.Context, k8s client.WithWatch, pod *corev1.Pod, 
 		}
 	}
 }
-
-// memory reads the resident set size and its peak of a process, in bytes.
-func memory(pid int) (rss, hwm int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() { _ = f.Close() }()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		var kb int64
-		if n, _ := fmt.Sscanf(s.Text(), "VmRSS: %d kB", &kb); n == 1 {
-			rss = kb * 1024
-		}
-		if n, _ := fmt.Sscanf(s.Text(), "VmHWM: %d kB", &kb); n == 1 {
-			hwm = kb * 1024
-		}
-	}
-	return rss, hwm, s.Err()
-}
-
-func mib(b int64) float64 { return float64(b) / (1 << 20) }
