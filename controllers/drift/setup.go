@@ -11,7 +11,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -37,34 +36,14 @@ const OwnerIndex = fixityv1.OwnerIndex
 // over time, so that one edit does not turn into a burst of registry calls and status writes.
 const recheckPerSecond = 100
 
-// saveForRecreation saves a drifted bare pod's admitted spec where the recreate controller
-// finds it; that controller deletes the pod and creates it again once it is gone. The whole pod
-// is read from the API server: the cache keeps a trimmed one.
+// saveForRecreation saves a drifted bare pod's admitted spec for the recreate controller, which
+// deletes the pod and creates it again once it is gone.
 func (r *Reconciler) saveForRecreation(ctx context.Context, s *scope) error {
-	pod := &corev1.Pod{}
-	if err := r.APIReader.Get(ctx, s.key(), pod); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	if pod.UID != s.pod.UID || !pod.DeletionTimestamp.IsZero() {
-		return nil
-	}
-	fresh, err := drift.AdmittedSpec(pod)
-	if err != nil {
-		return err
-	}
 	var names []string
 	for _, p := range s.by {
 		names = append(names, p.Name)
 	}
-	saved, err := drift.SaveSpec(r.Namespace, fresh, pod.UID, names)
-	if err != nil {
-		return err
-	}
-	if err := r.Create(ctx, saved); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("saving pod %s/%s before replacing it: %w", pod.Namespace, pod.Name, err)
-	}
-	ctrl.LoggerFrom(ctx).Info("Saved a drifted bare pod's admitted spec for recreation", "pod", klog.KObj(pod), "savedIn", klog.KObj(saved))
-	return nil
+	return drift.SaveForRecreation(ctx, r.APIReader, r.Client, r.Namespace, s.pod, names, "replacing it")
 }
 
 // SetupWithManager registers the controller: pods, and what changes which pods are drifted or

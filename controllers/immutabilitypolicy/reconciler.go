@@ -216,20 +216,7 @@ func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPo
 // setReady derives Ready from the reconcile's outcome, in one place: a terminal outcome's reason
 // (InvalidSpec), ReconcileError for one that is retried, Active otherwise.
 func setReady(p *fixityv1.ImmutabilityPolicy, o reconcile.Outcome) {
-	cond := metav1.Condition{
-		Type:               fixityv1.ReadyCondition,
-		Status:             metav1.ConditionTrue,
-		Reason:             fixityv1.ActiveReason,
-		Message:            fmt.Sprintf("Policy is enforced in mode %s", p.Spec.Mode),
-		ObservedGeneration: p.Generation,
-	}
-	switch o.Kind {
-	case reconcile.Terminal:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
-	case reconcile.Retry:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, o.Message
-	}
-	meta.SetStatusCondition(&p.Status.Conditions, cond)
+	meta.SetStatusCondition(&p.Status.Conditions, reconcile.Ready(o, p.Generation, fmt.Sprintf("Policy is enforced in mode %s", p.Spec.Mode)))
 }
 
 // SetupWithManager registers the reconciler. Status-only changes do not trigger it; changes of

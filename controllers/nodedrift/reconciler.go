@@ -598,18 +598,7 @@ func (r *Reconciler) recreates(ctx context.Context, pod *corev1.Pod) bool {
 
 // saveForRecreation saves a bare pod's admitted spec for the recreate controller, which deletes
 // it and creates it again (elsewhere: the node is cordoned).
-func (r *Reconciler) saveForRecreation(ctx context.Context, cached *corev1.Pod) error {
-	pod := &corev1.Pod{}
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), pod); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	if pod.UID != cached.UID || !pod.DeletionTimestamp.IsZero() {
-		return nil
-	}
-	fresh, err := drift.AdmittedSpec(pod)
-	if err != nil {
-		return err
-	}
+func (r *Reconciler) saveForRecreation(ctx context.Context, pod *corev1.Pod) error {
 	policies, err := r.Pods.ForPod(ctx, pod.Namespace, pod.Labels)
 	if err != nil {
 		return err
@@ -620,14 +609,7 @@ func (r *Reconciler) saveForRecreation(ctx context.Context, cached *corev1.Pod) 
 			names = append(names, p.Name)
 		}
 	}
-	saved, err := drift.SaveSpec(r.Namespace, fresh, pod.UID, names)
-	if err != nil {
-		return err
-	}
-	if err := r.Create(ctx, saved); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("saving pod %s/%s before draining its node: %w", pod.Namespace, pod.Name, err)
-	}
-	return nil
+	return drift.SaveForRecreation(ctx, r.APIReader, r.Client, r.Namespace, pod, names, "draining its node")
 }
 
 // matchedNodes lists the nodes p matches, from the cache.

@@ -183,17 +183,7 @@ func setReady(p *fixityv1.NodeImmutabilityPolicy, o reconcile.Outcome) {
 	if mode == "" {
 		mode = fixityv1.ModeEnforce
 	}
-	cond := metav1.Condition{
-		Type: fixityv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: fixityv1.ActiveReason,
-		Message: fmt.Sprintf("Node policy is enforced in mode %s", mode), ObservedGeneration: p.Generation,
-	}
-	switch o.Kind {
-	case reconcile.Terminal:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
-	case reconcile.Retry:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, o.Message
-	}
-	meta.SetStatusCondition(&p.Status.Conditions, cond)
+	meta.SetStatusCondition(&p.Status.Conditions, reconcile.Ready(o, p.Generation, fmt.Sprintf("Node policy is enforced in mode %s", mode)))
 }
 
 // SetupWithManager registers the reconciler: policies (spec changes), and every baseline or

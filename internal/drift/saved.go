@@ -1,14 +1,18 @@
 package drift
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -120,4 +124,32 @@ func ReadSaved(cm *corev1.ConfigMap) (*Saved, error) {
 		}
 	}
 	return s, nil
+}
+
+// SaveForRecreation saves the admitted spec of bare pod cached (as the cache has it) in
+// namespace, where the recreate controller finds it: that controller deletes the pod and
+// creates it again once it is gone. The whole pod is read through r from the API server (the
+// cache keeps a trimmed one); a pod gone, or another pod under the name, is left alone. why says
+// what for, in the error.
+func SaveForRecreation(ctx context.Context, r client.Reader, c client.Writer, namespace string, cached *corev1.Pod, policies []string, why string) error {
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, client.ObjectKeyFromObject(cached), pod); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if pod.UID != cached.UID || !pod.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	fresh, err := AdmittedSpec(pod)
+	if err != nil {
+		return err
+	}
+	saved, err := SaveSpec(namespace, fresh, pod.UID, policies)
+	if err != nil {
+		return err
+	}
+	if err := c.Create(ctx, saved); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("saving pod %s/%s before %s: %w", pod.Namespace, pod.Name, why, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Saved a bare pod's admitted spec for recreation", "pod", klog.KObj(pod), "savedIn", klog.KObj(saved), "for", why)
+	return nil
 }

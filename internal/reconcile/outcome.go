@@ -5,8 +5,11 @@ import (
 	"errors"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 )
 
 // Kind is what a phase came to.
@@ -108,4 +111,21 @@ func Worst(outcomes ...Outcome) Outcome {
 		}
 	}
 	return out
+}
+
+// Ready is the Ready condition a status reconcile's deciding outcome comes to, for an object of
+// generation gen: True (Active, message active) when it went on; False with the outcome's reason
+// when only an edit can fix it; False (ReconcileError) when it is retried.
+func Ready(o Outcome, gen int64, active string) metav1.Condition {
+	cond := metav1.Condition{
+		Type: fixityv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: fixityv1.ActiveReason,
+		Message: active, ObservedGeneration: gen,
+	}
+	switch o.Kind {
+	case Terminal:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
+	case Retry:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, o.Message
+	}
+	return cond
 }

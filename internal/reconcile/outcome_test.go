@@ -46,3 +46,15 @@ func TestResultAndWorst(t *testing.T) {
 		t.Fatalf("all go on: %+v", o)
 	}
 }
+
+func TestReady(t *testing.T) {
+	if c := Ready(Next(), 3, "enforced"); c.Status != "True" || c.Reason != "Active" || c.Message != "enforced" || c.ObservedGeneration != 3 {
+		t.Fatalf("going on: %+v", c)
+	}
+	if c := Ready(Invalid("InvalidSpec", errors.New("spec.x: bad")), 3, "enforced"); c.Status != "False" || c.Reason != "InvalidSpec" || c.Message != "spec.x: bad" {
+		t.Fatalf("terminal: %+v", c)
+	}
+	if c := Ready(Fail(errors.New("boom")), 3, "enforced"); c.Status != "False" || c.Reason != "ReconcileError" {
+		t.Fatalf("retried: %+v", c)
+	}
+}

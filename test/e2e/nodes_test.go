@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
 	"github.com/fixity-dev/fixity/test/cluster"
 )
@@ -679,4 +680,47 @@ func TestKarpenterReplacesADriftedNode(t *testing.T) {
 		name, _, _ := unstructured.NestedString(nc.Object, "status", "nodeName")
 		g.Expect(name).NotTo(gomega.Equal(first), "the drifted node's NodeClaim is gone")
 	}
+}
+
+// A drain recreates elsewhere a bare pod that Fixity recreates anyway (admitted by Fixity, under
+// a pod policy that replaces drifted pods), and the node drift metrics count what happened.
+func TestDrainRecreatesABarePodFixityAdmitted(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, _ := nodePool(t, ctx, 2)
+	p := nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Action = fixityv1.NodeDrain
+		s.MaxDriftedPercent = ptr.To[int32](100)
+	})
+	ns := enforcedNamespace(t, ctx, maxDrifted(100))
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "solo", Labels: map[string]string{"app": "solo"}},
+		Spec: corev1.PodSpec{
+			Containers:   []corev1.Container{{Name: "web", Image: pushed(t, "shop/solo")}},
+			NodeSelector: map[string]string{"pool": pool},
+			Tolerations:  []corev1.Toleration{{Key: poolTaint, Value: pool, Effect: corev1.TaintEffectNoSchedule}},
+		},
+	}
+	g.Expect(k8s.Create(ctx, pod)).To(gomega.Succeed())
+	g.Eventually(readyPods(ctx, ns, "solo"), eventually, poll).Should(gomega.HaveLen(1))
+	on := readyPods(ctx, ns, "solo")(g)[0]
+	g.Eventually(baselineOf(ctx, on.Spec.NodeName), eventually, poll).Should(phase(fixityv1.NodeClean))
+
+	setNodeInfo(t, ctx, on.Spec.NodeName, withKernel(kernelPatched))
+
+	g.Eventually(func(g gomega.Gomega) {
+		pods := readyPods(ctx, ns, "solo")(g)
+		g.Expect(pods).To(gomega.HaveLen(1))
+		g.Expect(pods[0].UID).NotTo(gomega.Equal(on.UID))
+		g.Expect(pods[0].Spec.NodeName).NotTo(gomega.Equal(on.Spec.NodeName))
+	}, eventually, poll).Should(gomega.Succeed(), "the bare pod is recreated on the other node")
+	g.Eventually(baselineOf(ctx, on.Spec.NodeName), eventually, poll).Should(gomega.And(phase(fixityv1.NodeCordoned),
+		gomega.HaveField("Status.Message", gomega.HavePrefix("Drained"))))
+	g.Eventually(nodeEvents(ctx, on.Spec.NodeName), eventually, poll).Should(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventNodeDrained + ": ")))
+	g.Eventually(scrape, eventually, poll).Should(gomega.And(
+		gomega.ContainSubstring(fmt.Sprintf(`%s{check="KernelVersion",policy=%q} 1`, metrics.NodeDriftDetectedName, p.Name)),
+		gomega.ContainSubstring(fmt.Sprintf(`%s{check="KernelVersion",policy=%q} 1`, metrics.NodesDriftedName, p.Name)),
+		gomega.ContainSubstring(fmt.Sprintf(`%s{policy=%q} 1`, metrics.NodesReplacingName, p.Name)),
+		gomega.ContainSubstring(fmt.Sprintf(`%s{policy=%q} 0`, metrics.NodeBreakerOpenName, p.Name)),
+	))
 }

@@ -1,2 +1,3 @@
-// Package benchutil holds what the benchmark programs share: reading a process's memory.
+// Package benchutil holds what the benchmark programs share: building the manager, reading a
+// process's memory.
 package benchutil

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 )
 
 // Memory reads the resident set size and its peak of a process, in bytes.
@@ -28,3 +30,14 @@ func Memory(pid int) (rss, hwm int64, err error) {
 
 // MiB is b bytes in mebibytes.
 func MiB(b int64) float64 { return float64(b) / (1 << 20) }
+
+// BuildManager builds the manager binary of the checkout at root into dir and returns its path.
+func BuildManager(root, dir string) (string, error) {
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building the manager: %w", err)
+	}
+	return bin, nil
+}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -54,11 +53,9 @@ func run(nodes, pods, deployments, samples int, memLimit string) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(work) }()
-	bin := filepath.Join(work, "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the manager: %w", err)
+	bin, err := benchutil.BuildManager(root, work)
+	if err != nil {
+		return err
 	}
 
 	start := time.Now()

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -49,11 +48,9 @@ func run(nodes, pods, drifting int) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(work) }()
-	bin := filepath.Join(work, "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the manager: %w", err)
+	bin, err := benchutil.BuildManager(root, work)
+	if err != nil {
+		return err
 	}
 	// The control plane alone: nodes are objects whose status this program plays the kubelet
 	// for, so nothing else (no node lifecycle controller) changes them while they are timed.
