@@ -3,7 +3,7 @@
 # (hack/local-cluster.sh), runs the manager against it as a local process serving the webhooks,
 # applies config/samples, shows an unsigned Deployment blocked and a signed one running pinned to
 # its digest, a drifted pod replaced, break-glass access with an AccessGrant whose pod is
-# replaced when it ends, then a node whose kernel changes in place cordoned and drained.
+# replaced when it ends, then a node whose kernel changes in place handed to Karpenter and replaced.
 #
 #   hack/demo.sh up | down
 set -euo pipefail
@@ -76,7 +76,7 @@ up() {
 Fixity is running against a local cluster. Try:
   export KUBECONFIG=$dir/kubeconfig
   $root/bin/k8s/kubectl get immutabilitypolicies,accessgrants -A
-  $root/bin/k8s/kubectl get nodeimmutabilitypolicies,nodebaselines,nodes
+  $root/bin/k8s/kubectl get nodeimmutabilitypolicies,nodebaselines,nodeclaims,nodes
   $root/bin/k8s/kubectl get events --field-selector involvedObject.kind=Node -w
   $root/bin/k8s/kubectl -n shop get pods -o custom-columns=POD:.metadata.name,NODE:.spec.nodeName,IMAGE_ID:.status.containerStatuses[0].imageID
   tail -f $dir/manager.log            # the operator's log
@@ -139,25 +139,52 @@ YAML
 }
 
 # nodes shows a node changed in place (its kernel, as after an unattended upgrade and a kexec):
-# recorded in its NodeBaseline when first Ready, it is found drifted, cordoned, tainted and
-# drained; with no Karpenter or Cluster API here it is left cordoned for a person to replace.
+# recorded in its NodeBaseline when first Ready, it is found drifted and handed to Karpenter
+# (its KWOK provider runs in the local cluster), which drains it and brings a fresh node.
 nodes() {
   local node
-  node=$($kubectl -n shop get pods -l app=web -o jsonpath='{.items[0].spec.nodeName}')
+  step "Karpenter brings a node for the batch Deployment (NodePool burst: its nodes are tainted for batch alone)"
+  $kubectl apply -f - <<YAML
+apiVersion: karpenter.kwok.sh/v1alpha1
+kind: KWOKNodeClass
+metadata: {name: burst}
+---
+apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: burst}
+spec:
+  template:
+    metadata: {labels: {pool: burst}}
+    spec:
+      requirements:
+      - {key: kubernetes.io/os, operator: In, values: ["linux"]}
+      - {key: karpenter.sh/capacity-type, operator: In, values: ["on-demand"]}
+      taints: [{key: demo.fixity.dev/pool, value: burst, effect: NoSchedule}]
+      nodeClassRef: {group: karpenter.kwok.sh, kind: KWOKNodeClass, name: burst}
+      expireAfter: Never
+  limits: {cpu: 100}
+  disruption: {consolidationPolicy: WhenEmpty, consolidateAfter: Never}
+YAML
+  deployment batch "$SIGNED_TAG" | sed 's/^    spec:$/    spec:\n      nodeSelector: {pool: burst}\n      tolerations: [{key: demo.fixity.dev\/pool, value: burst, effect: NoSchedule}]/' |
+    $kubectl -n shop apply -f -
+  $kubectl -n shop rollout status deployment/batch --timeout=180s
+  node=$($kubectl -n shop get pods -l app=batch -o jsonpath='{.items[0].spec.nodeName}')
+  $kubectl get nodeclaims
   step "Node baselines, recorded by the operator when each node was first Ready (the kubelet cannot write them)"
-  $kubectl wait --for=jsonpath='{.status.phase}'=Clean nodebaselines --all --timeout=60s >/dev/null
+  $kubectl wait --for=jsonpath='{.status.phase}'=Clean "nodebaseline/$node" --timeout=60s >/dev/null
   $kubectl get nodebaselines
   step "The kernel of $node changes in place, as after an unattended upgrade"
   $kubectl patch node "$node" --subresource=status --type=merge \
     -p '{"status":{"nodeInfo":{"kernelVersion":"6.1.0-29-cloud-amd64"}}}' >/dev/null
-  $kubectl wait --for=jsonpath='{.status.phase}'=Cordoned "nodebaseline/$node" --timeout=120s >/dev/null
+  $kubectl wait --for=delete "node/$node" --timeout=180s >/dev/null
   $kubectl get events --field-selector "involvedObject.kind=Node,involvedObject.name=$node" \
-    -o custom-columns=REASON:.reason,MESSAGE:.message | grep -E 'REASON|NodeDrifted|Cordoned|NoProvisioner'
-  $kubectl get nodebaseline "$node" -o jsonpath='{.status.phase}: {.status.message}{"\n"}'
-  $kubectl get nodes
-  $kubectl -n shop rollout status deployment/web --timeout=120s
-  $kubectl -n shop get pods -l app=web -o custom-columns=POD:.metadata.name,NODE:.spec.nodeName
-  $kubectl wait --for=jsonpath='{.status.replacingNodes}'=1 nodeimmutabilitypolicy/workers --timeout=60s >/dev/null
+    -o custom-columns=REASON:.reason,MESSAGE:.message | grep -E 'REASON|NodeDrifted|Cordoned|ReplacementRequested'
+  step "Karpenter drained and removed $node and brought a fresh node; the batch pods run there"
+  $kubectl -n shop rollout status deployment/batch --timeout=180s
+  $kubectl -n shop get pods -l app=batch -o custom-columns=POD:.metadata.name,NODE:.spec.nodeName
+  $kubectl get nodeclaims
+  $kubectl wait --for=jsonpath='{.status.replacedNodes}'=1 nodeimmutabilitypolicy/workers --timeout=60s >/dev/null
+  $kubectl wait --for=jsonpath='{.status.driftedNodes}'=0 nodeimmutabilitypolicy/workers --timeout=60s >/dev/null
   $kubectl get nodeimmutabilitypolicies
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops the local environment: a local Kubernetes cluster (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, KWOK fake nodes) with Fixity's CRDs and webhook
-# configurations, and a loopback OCI registry with signed demo images. It is hack/localenv run in
+# kube-controller-manager, kube-scheduler, KWOK fake nodes, and Karpenter's KWOK provider) with
+# Fixity's CRDs and webhook configurations, and a loopback OCI registry with signed demo images. It is hack/localenv run in
 # the background; its files (kubeconfig, logs) are in $FIXITY_LOCAL_DIR (default .local/).
 #
 #   hack/local-cluster.sh up | down | status
@@ -23,12 +23,14 @@ up)
     exit 0
   fi
   "$root/hack/build-k8s.sh" >/dev/null
+  "$root/hack/build-karpenter.sh" >/dev/null
+  "$root/hack/provisioner-crds.sh" >/dev/null
   (cd "$root" && go build -o bin/localenv ./hack/localenv)
   mkdir -p "$dir"
   rm -f "$dir/ready"
   echo "starting the local environment (logs: $dir/localenv.log, $dir/cluster/*.log)"
   nohup "$root/bin/localenv" --dir "$dir" --nodes "$nodes" --registry "$registry" \
-    --webhook-port "$webhook_port" >"$dir/localenv.log" 2>&1 &
+    --webhook-port "$webhook_port" --karpenter "$root/bin/karpenter/karpenter-kwok" >"$dir/localenv.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 300); do
     [ -f "$dir/ready" ] && break

@@ -28,10 +28,12 @@ func main() {
 	nodes := flag.Int("nodes", 3, "Number of KWOK fake nodes.")
 	registryAddr := flag.String("registry", "127.0.0.1:5001", "Loopback address of the OCI registry.")
 	webhookPort := flag.Int("webhook-port", 9443, "Port the manager serves webhooks on (the API server calls 127.0.0.1:PORT).")
+	karpenter := flag.String("karpenter", "", "Karpenter's KWOK provider binary to run in the cluster (make karpenter), with the "+
+		"provisioners' CRDs from bin/crds (make provisioner-crds); empty: none.")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *dir, *nodes, *registryAddr, *webhookPort)
+	err := run(ctx, *dir, *nodes, *registryAddr, *webhookPort, *karpenter)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "localenv:", err)
@@ -39,7 +41,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, dir string, nodes int, registryAddr string, webhookPort int) (err error) {
+func run(ctx context.Context, dir string, nodes int, registryAddr string, webhookPort int, karpenter string) (err error) {
 	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -64,10 +66,14 @@ func run(ctx context.Context, dir string, nodes int, registryAddr string, webhoo
 		return err
 	}
 
+	crds := []string{filepath.Join(root, "config", "crd", "bases")}
+	if karpenter != "" {
+		crds = append(crds, filepath.Join(root, "bin", "crds"))
+	}
 	c, err := cluster.Start(cluster.Options{
 		Dir:               filepath.Join(dir, "cluster"),
 		Nodes:             nodes,
-		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
+		CRDDirectoryPaths: crds,
 		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
 		WebhookHost:       "127.0.0.1",
 		WebhookPort:       webhookPort,
@@ -80,6 +86,13 @@ func run(ctx context.Context, dir string, nodes int, registryAddr string, webhoo
 
 	if err := install(ctx, c, dir); err != nil {
 		return err
+	}
+	if karpenter != "" {
+		k, err := c.StartKarpenter(ctx, karpenter)
+		if err != nil {
+			return err
+		}
+		defer k.Stop()
 	}
 	if err := addUsers(c, dir, "alice", "bob"); err != nil {
 		return err

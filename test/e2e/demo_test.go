@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/onsi/gomega"
+	"github.com/onsi/gomega/format"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/test/cluster"
@@ -18,6 +19,7 @@ import (
 // directory and ports and checks what it promises: Ready fake nodes, a running manager, Ready
 // policies, a rolled-out Deployment, the break-glass walk-through, and that `down` leaves nothing behind.
 func TestDemo(t *testing.T) {
+	format.MaxLength = 0 // a failed expectation shows the whole demo output
 	g := gomega.NewWithT(t)
 	dir := t.TempDir()
 	ports := make([]int, 3)
@@ -63,11 +65,12 @@ func TestDemo(t *testing.T) {
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] ImageDigest: container "web" runs sha256:[0-9a-f]{64}, not the admitted sha256:`))
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] InteractiveAccess: exec by alice under grant shop/inc-4242, which has ended`))
 	g.Expect(strings.Count(out, "Drifted pod evicted to be replaced by a fresh one")).To(gomega.Equal(2))
-	// Nodes: a kernel changed in place; the node is cordoned and drained, its pods run elsewhere.
+	// Nodes: a kernel changed in place; Karpenter is asked to replace the node, and does.
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventNodeDrifted + `\s+\[policy workers\] Node changed in place: KernelVersion: recorded "[^"]+", observed "6\.1\.0-29-cloud-amd64"`))
-	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventNoProvisioner + `\s+NoProvisioner: drained and left cordoned`))
-	g.Expect(out).To(gomega.MatchRegexp(`kwok-node-\d\s+Ready,SchedulingDisabled`))
-	g.Expect(out).To(gomega.MatchRegexp(`workers\s+Enforce\s+True\s+3\s+1`))
+	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventNodeReplacing + `\s+Asked NodeClaim burst-\S+ to replace the node`))
+	g.Expect(out).To(gomega.MatchRegexp(`Karpenter drained and removed (kwok-burst-\S+) and brought a fresh node`))
+	g.Expect(out).To(gomega.MatchRegexp(`burst-\S+\s+c-\S+\s+on-demand\s+\S+\s+kwok-burst-\S+\s+True`))
+	g.Expect(out).To(gomega.MatchRegexp(`workers\s+Enforce\s+True\s+4\s+0`))
 	g.Expect(readFile(dir, "manager.log")).To(gomega.ContainSubstring(`"Running as"`))
 
 	out, err = demo("down")
