@@ -170,6 +170,10 @@ type NodeBaselineStatus struct {
 	// +optional
 	DisruptedAt *metav1.Time `json:"disruptedAt,omitempty"`
 
+	// drainedAt is when every pod that had to leave the node was gone.
+	// +optional
+	DrainedAt *metav1.Time `json:"drainedAt,omitempty"`
+
 	// message says what is happening or what is in the way, e.g. the pod a
 	// PodDisruptionBudget keeps, or NoProvisioner.
 	// +kubebuilder:validation:MaxLength=2048

@@ -78,7 +78,7 @@ type scope struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups=fixity.dev,resources=nodeimmutabilitypolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups=fixity.dev,resources=nodebaselines,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=fixity.dev,resources=nodebaselines,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=fixity.dev,resources=nodebaselines/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=karpenter.sh,resources=nodeclaims,verbs=get;list;delete
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=machines,verbs=get;list;patch
@@ -89,7 +89,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if s == nil || err != nil {
 		return ctrl.Result{}, err
 	}
-	defer s.status.Finish(ctx, s.baseline, &retErr)
+	// A closure: commit replaces the helper with a fresh snapshot.
+	defer func() { s.status.Finish(ctx, s.baseline, &retErr) }()
 	return reconcile.Run(ctx, s,
 		r.detect,  // compare the node with its baseline under every matching policy
 		r.decide,  // the most cautious action; the breakers and the smallest budget
@@ -129,6 +130,9 @@ func (r *Reconciler) newScope(ctx context.Context, name string) (*scope, error) 
 	}
 	b, err := r.readBaseline(ctx, s)
 	if b == nil || err != nil {
+		// Nothing to compare yet (not Ready, being recorded again): counted as not drifted,
+		// so that one node that never gets Ready does not hold its policies' census forever.
+		r.Tracker.Set(name, evaluations(s.policies, nil))
 		return nil, err
 	}
 	s.baseline, s.before = b, *b.Status.DeepCopy()
@@ -156,7 +160,9 @@ func (r *Reconciler) readBaseline(ctx context.Context, s *scope) (*fixityv1.Node
 	}
 	if b != nil {
 		why := nodedrift.Stale(b, s.node)
-		if why == "" {
+		if why == "" || b.Spec.NodeUID == string(s.node.UID) && nodedrift.Disrupted(b) {
+			// A node already being taken out goes on being replaced under its old record:
+			// recording it again would accept what it drifted to.
 			return b, nil
 		}
 		log.Info("Recording a node's baseline again", "node", klog.KObj(s.node), "reason", why)
@@ -179,17 +185,23 @@ func (r *Reconciler) readBaseline(ctx context.Context, s *scope) (*fixityv1.Node
 		"Baseline recorded: kernel %s, OS %s, kubelet %s, runtime %s", b.Spec.NodeInfo.KernelVersion, b.Spec.NodeInfo.OSImage,
 		b.Spec.NodeInfo.KubeletVersion, b.Spec.NodeInfo.ContainerRuntimeVersion)
 	log.Info("Recorded a node's baseline", "node", klog.KObj(s.node))
-	if err := r.lift(ctx, s.node); err != nil {
-		return nil, err
-	}
 	return b, nil
 }
 
-// lift removes Fixity's cordon from a node whose baseline was recorded afresh (a person deleted
-// the old one to accept the node as it is). Only a node carrying Fixity's taint is touched: a
-// cordon someone else made stays.
-func (r *Reconciler) lift(ctx context.Context, node *corev1.Node) error {
-	if !slices.ContainsFunc(node.Spec.Taints, isDriftedTaint) {
+// lift removes Fixity's cordon from a node whose baseline does not say it is being taken out
+// (a person deleted the old one to accept the node as it is, and it was recorded afresh). The
+// baseline is read from the API server first: a cache that has the cordon but not yet the record
+// written before it must not undo it. Only a node carrying Fixity's taint is touched: a cordon
+// someone else made stays.
+func (r *Reconciler) lift(ctx context.Context, node *corev1.Node, cached *fixityv1.NodeBaseline) error {
+	if nodedrift.Disrupted(cached) || !slices.ContainsFunc(node.Spec.Taints, isDriftedTaint) {
+		return nil
+	}
+	b := &fixityv1.NodeBaseline{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cached), b); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if b.UID != cached.UID || nodedrift.Disrupted(b) {
 		return nil
 	}
 	before := node.DeepCopy()
@@ -209,21 +221,23 @@ func (r *Reconciler) detect(ctx context.Context, s *scope) reconcile.Outcome {
 	now := metav1.NewTime(r.Clock.Now())
 	s.findings = map[string][]fixityv1.NodeDriftFinding{}
 	var sets [][]fixityv1.NodeDriftFinding
-	var evals []nodedrift.Evaluation
 	for i := range s.policies {
 		p := &s.policies[i]
 		fs := nodedrift.Compare(s.baseline, s.node, p)
 		s.findings[p.Name] = fs
 		sets = append(sets, fs)
-		evals = append(evals, nodedrift.Evaluation{Policy: p.Name, Generation: p.Generation, Drifted: len(fs) > 0})
 		if len(fs) > 0 {
 			s.by = append(s.by, p)
 		}
 	}
-	r.Tracker.Set(s.node.Name, evals)
+	r.Tracker.Set(s.node.Name, evaluations(s.policies, s.findings))
+	if err := r.lift(ctx, s.node, s.baseline); err != nil {
+		return reconcile.Fail(err)
+	}
 	st := &s.baseline.Status
 	merged := nodedrift.Merge(st.Drifted, now, sets...)
-	if !nodedrift.SameFindings(merged, st.Drifted) && len(merged) > 0 {
+	// Told once per change, from memory: a stale cached status must not tell it twice.
+	if r.Tracker.Report(s.node.Name, merged) && len(merged) > 0 {
 		for _, p := range s.by {
 			msg := nodedrift.Describe(s.findings[p.Name])
 			for _, f := range s.findings[p.Name] {
@@ -246,12 +260,28 @@ func (r *Reconciler) detect(ctx context.Context, s *scope) reconcile.Outcome {
 	return reconcile.Next()
 }
 
+// evaluations are the policies' verdicts on a node from its findings (none: not drifted).
+func evaluations(policies []fixityv1.NodeImmutabilityPolicy, findings map[string][]fixityv1.NodeDriftFinding) []nodedrift.Evaluation {
+	out := make([]nodedrift.Evaluation, len(policies))
+	for i := range policies {
+		p := &policies[i]
+		out[i] = nodedrift.Evaluation{Policy: p.Name, Generation: p.Generation, Drifted: len(findings[p.Name]) > 0}
+	}
+	return out
+}
+
 // decide picks the most cautious action and, for a node not yet cordoned, asks the policies'
 // circuit breakers and budgets.
 func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 	st := &s.baseline.Status
 	if nodedrift.Disrupted(s.baseline) {
 		s.action = r.actionOf(s)
+		if s.action == fixityv1.NodeReport {
+			// A policy switched to Audit or Report mid-way is the brake: the cordon stays (a
+			// person lifts it by deleting the baseline), nothing more is evicted or handed over.
+			st.Message = "Kept cordoned; nothing more is done while a policy of the node only reports (mode Audit or action Report)"
+			return reconcile.Stop()
+		}
 		return reconcile.Next()
 	}
 	s.action = nodedrift.Action(s.by)
@@ -291,7 +321,7 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 		}
 		var out []string
 		for _, b := range all.Items {
-			if b.Name != s.node.Name && slices.Contains(nodedrift.DisruptedUnder(&b), p.Name) {
+			if b.Name != s.node.Name && (slices.Contains(nodedrift.DisruptedUnder(&b), p.Name) || r.matchesNode(ctx, p, b.Name)) {
 				out = append(out, b.Name)
 			}
 		}
@@ -314,7 +344,10 @@ func (r *Reconciler) actionOf(s *scope) fixityv1.NodeAction {
 		}
 	}
 	if len(under) == 0 {
-		return fixityv1.NodeCordon // its policies are gone: keep it cordoned, do no more
+		// The policies it was taken out under are gone: the ones that match it now decide.
+		for i := range s.policies {
+			under = append(under, &s.policies[i])
+		}
 	}
 	return nodedrift.Action(under)
 }
@@ -359,6 +392,7 @@ func (r *Reconciler) cordon(ctx context.Context, s *scope) reconcile.Outcome {
 		// failure, dropped for the deferred patch, and decided again).
 		s.baseline.Status = found
 		if err != nil {
+			s.baseline.Labels, s.baseline.Annotations = before.Labels, before.Annotations
 			s.baseline.Status = *s.before.DeepCopy()
 			return reconcile.Fail(fmt.Errorf("recording that node %s is taken out: %w", s.node.Name, err))
 		}
@@ -526,7 +560,10 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) reconcile.Outcome {
 	for _, pod := range plan.Evict {
 		ev, err := r.Evictor.Evict(ctx, pod)
 		if err != nil {
-			return reconcile.Fail(err)
+			// This pod's eviction failed (several budgets cover it, a webhook denied it):
+			// reported with the others, never a reason to stop trying the rest.
+			blocked = append(blocked, fmt.Sprintf("pod %s/%s: %v", pod.Namespace, pod.Name, err))
+			continue
 		}
 		if ev.Result == remediation.Refused {
 			blocked = append(blocked, fmt.Sprintf("pod %s/%s: %s", pod.Namespace, pod.Name, ev.Reason))
@@ -535,14 +572,15 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) reconcile.Outcome {
 	}
 	for _, pod := range plan.Recreate {
 		if err := r.saveForRecreation(ctx, pod); err != nil {
-			return reconcile.Fail(err)
+			blocked = append(blocked, fmt.Sprintf("pod %s/%s: %v", pod.Namespace, pod.Name, err))
 		}
 	}
 	st.Phase, st.Message = fixityv1.NodeDraining, fmt.Sprintf("Draining: %d pods to leave", plan.Leaving)
 	if len(blocked) > 0 {
 		slices.Sort(blocked)
-		st.Message += "; blocked: " + strings.Join(blocked[:min(len(blocked), 5)], "; ")
-		if s.before.Message != st.Message {
+		what := "blocked: " + strings.Join(blocked[:min(len(blocked), 5)], "; ")
+		st.Message += "; " + what
+		if !strings.Contains(s.before.Message, what) { // told once per change, stuck or not
 			r.Events.Eventf(s.node, s.by0(), corev1.EventTypeWarning, fixityv1.EventDrainBlocked, "Drain", "%s", st.Message)
 		}
 	}
@@ -565,9 +603,12 @@ func (r *Reconciler) drained(ctx context.Context, s *scope) reconcile.Outcome {
 		st.Message = fixityv1.NoProvisionerReason + ": drained and left cordoned; no Karpenter NodeClaim or Cluster API Machine provisions it: replace the machine"
 		event, reason = fixityv1.EventNoProvisioner, st.Message
 	}
-	if s.before.Message != st.Message {
+	if st.DrainedAt == nil {
 		// Written now, with the resourceVersion read, so that a stale copy of the baseline
-		// never counts or tells the same drain twice.
+		// never counts or tells the same drain twice; a pod that lands on the node later is
+		// drained again without being counted again.
+		now := metav1.NewTime(r.Clock.Now())
+		st.DrainedAt = &now
 		if err := s.commit(ctx, r.Client); err != nil {
 			return reconcile.Fail(err)
 		}
@@ -610,6 +651,13 @@ func (r *Reconciler) saveForRecreation(ctx context.Context, pod *corev1.Pod) err
 		}
 	}
 	return drift.SaveForRecreation(ctx, r.APIReader, r.Client, r.Namespace, pod, names, "draining its node")
+}
+
+// matchesNode reports whether p matches the node called name now (a node taken out under other
+// policies still counts against this one's budget).
+func (r *Reconciler) matchesNode(ctx context.Context, p *fixityv1.NodeImmutabilityPolicy, name string) bool {
+	n := &corev1.Node{}
+	return r.Get(ctx, client.ObjectKey{Name: name}, n) == nil && nodedrift.Matches(p, n)
 }
 
 // matchedNodes lists the nodes p matches, from the cache.

@@ -243,3 +243,63 @@ func TestDrainStopsAtABarePodItCannotRecreate(t *testing.T) {
 		t.Fatalf("after drainTimeout: %+v", b.Status)
 	}
 }
+
+func TestAuditMidDrainKeepsTheCordonAndEvictsNothing(t *testing.T) {
+	rs := builders.ReplicaSet("shop", "web", 1, 1)
+	pod := builders.Pod("shop", "web-1", builders.OwnedBy(rs, "ReplicaSet"), func(p *corev1.Pod) { p.Spec.NodeName = "a" })
+	policy := builders.NodePolicy("p", func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Action, s.MaxDriftedPercent = fixityv1.NodeCordon, ptr.To[int32](100)
+	})
+	f := newFixture(t, builders.Node("a"), pod, policy)
+	f.reconcile(t, "a")
+	f.setKernel(t, "a", "x")
+	f.reconcile(t, "a") // cordoned
+	p := &fixityv1.NodeImmutabilityPolicy{}
+	if err := f.c.Get(context.Background(), client.ObjectKey{Name: "p"}, p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Action, p.Spec.Mode = fixityv1.NodeDrain, fixityv1.ModeAudit
+	if err := f.c.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile(t, "a")
+	if err := f.c.Get(context.Background(), client.ObjectKeyFromObject(pod), &corev1.Pod{}); err != nil {
+		t.Fatalf("Audit is the brake: nothing is evicted: %v", err)
+	}
+	if b := f.baseline(t, "a"); !strings.Contains(b.Status.Message, "Kept cordoned") || !f.node(t, "a").Spec.Unschedulable {
+		t.Fatalf("the cordon stays: %+v", b.Status)
+	}
+}
+
+func TestANodeNeverReadyDoesNotHoldTheCensus(t *testing.T) {
+	booting := builders.Node("b", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse })
+	f := newFixture(t, builders.Node("a"), booting, builders.NodePolicy("p", cordonAction))
+	f.reconcile(t, "a")
+	f.reconcile(t, "b")
+	f.setKernel(t, "a", "x")
+	f.reconcile(t, "a")
+	if !f.node(t, "a").Spec.Unschedulable {
+		t.Fatalf("held by a node that never got Ready: %+v", f.baseline(t, "a").Status)
+	}
+}
+
+func TestACordonLeftByAnAcceptedNodeIsLifted(t *testing.T) {
+	f := newFixture(t, builders.Node("a"), builders.NodePolicy("p", cordonAction))
+	f.reconcile(t, "a")
+	f.setKernel(t, "a", "x")
+	f.reconcile(t, "a")
+	// The person accepts the node: the baseline is deleted and recorded again; a failed lift
+	// then (a conflict, a restart) is made good on any later look.
+	if err := f.c.Delete(context.Background(), f.baseline(t, "a")); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile(t, "a")
+	f.reconcile(t, "a")
+	n := f.node(t, "a")
+	if n.Spec.Unschedulable || len(n.Spec.Taints) != 0 {
+		t.Fatalf("Fixity's cordon stays on an accepted node: %+v", n.Spec)
+	}
+	if b := f.baseline(t, "a"); b.Spec.NodeInfo.KernelVersion != "x" || b.Status.Phase != fixityv1.NodeClean {
+		t.Fatalf("not recorded again: %+v", b)
+	}
+}

@@ -69,7 +69,7 @@ func Record(node *corev1.Node, policies []fixityv1.NodeImmutabilityPolicy, now m
 		},
 	}
 	for _, t := range node.Spec.Taints {
-		if t.Key == fixityv1.DriftedTaint {
+		if Transient(t.Key) {
 			continue
 		}
 		b.Spec.Taints = append(b.Spec.Taints, fixityv1.BaselineTaint{Key: t.Key, Value: t.Value, Effect: t.Effect})
@@ -83,6 +83,20 @@ func Record(node *corev1.Node, policies []fixityv1.NodeImmutabilityPolicy, now m
 		}
 	}
 	return b
+}
+
+// transientTaintPrefixes are the taints that come and go by design: Kubernetes' own conditions
+// (not-ready, unreachable, unschedulable, pressure), the cloud provider's start-up taint,
+// Karpenter's and the cluster autoscaler's, and Fixity's own. A node is never recorded with
+// them, so their normal removal is not taken for a recorded taint removed.
+var transientTaintPrefixes = []string{
+	"node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "karpenter.sh/",
+	"ToBeDeletedByClusterAutoscaler", "DeletionCandidateOfClusterAutoscaler", fixityv1.DriftedTaint,
+}
+
+// Transient reports whether a taint with this key comes and goes by design.
+func Transient(key string) bool {
+	return slices.ContainsFunc(transientTaintPrefixes, func(p string) bool { return strings.HasPrefix(key, p) })
 }
 
 // Stale says why b cannot be compared with node and must be recorded again, or "": it is of

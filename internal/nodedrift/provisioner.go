@@ -65,11 +65,28 @@ func FindProvisioner(ctx context.Context, r client.Reader, node *corev1.Node) (*
 	if nc != nil || err != nil {
 		return nc, err
 	}
-	return findBy(ctx, r, MachineKind, func(u *unstructured.Unstructured) bool {
-		ref, _, _ := unstructured.NestedString(u.Object, "status", "nodeRef", "name")
-		pid, _, _ := unstructured.NestedString(u.Object, "spec", "providerID")
-		return ref == node.Name || (pid != "" && pid == node.Spec.ProviderID)
+	// A management cluster may hold the Machines of many clusters, whose node names repeat: the
+	// providerID decides, and a node name only when exactly one Machine has it.
+	if node.Spec.ProviderID != "" {
+		m, err := findBy(ctx, r, MachineKind, func(u *unstructured.Unstructured) bool {
+			pid, _, _ := unstructured.NestedString(u.Object, "spec", "providerID")
+			return pid == node.Spec.ProviderID
+		})
+		if m != nil || err != nil {
+			return m, err
+		}
+	}
+	var named []*Provisioner
+	_, err = findBy(ctx, r, MachineKind, func(u *unstructured.Unstructured) bool {
+		if ref, _, _ := unstructured.NestedString(u.Object, "status", "nodeRef", "name"); ref == node.Name {
+			named = append(named, &Provisioner{Kind: MachineKind, Object: u.DeepCopy()})
+		}
+		return false
 	})
+	if err != nil || len(named) != 1 {
+		return nil, err
+	}
+	return named[0], nil
 }
 
 // findBy lists every object of kind and returns the one match picks.

@@ -1,6 +1,10 @@
 package nodedrift
 
-import "sync"
+import (
+	"sync"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
 
 // Tracker remembers, per node, under which generation of which policy it was last evaluated and
 // whether it was found drifted: the circuit breaker's counts, and the census that says when
@@ -8,6 +12,8 @@ import "sync"
 type Tracker struct {
 	mu    sync.Mutex
 	nodes map[string]map[string]verdict
+	// reported are the findings last told per node.
+	reported map[string][]fixityv1.NodeDriftFinding
 }
 
 type verdict struct {
@@ -41,6 +47,20 @@ func (t *Tracker) Forget(node string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.nodes, node)
+	delete(t.reported, node)
+}
+
+// Report records fs as the node's findings and reports whether they differ from those last
+// recorded: Events and metrics are told once per change.
+func (t *Tracker) Report(node string, fs []fixityv1.NodeDriftFinding) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reported == nil {
+		t.reported = map[string][]fixityv1.NodeDriftFinding{}
+	}
+	before, seen := t.reported[node]
+	t.reported[node] = fs
+	return !seen && len(fs) > 0 || seen && !SameFindings(before, fs)
 }
 
 // EvaluatedUnder reports whether node was evaluated under generation gen of policy.

@@ -175,6 +175,8 @@ func checkInstall(t *testing.T, bin, namespace string, render func(t *testing.T,
 			gomega.HaveField("Type", fixityv1.ReadyCondition), gomega.HaveField("Status", metav1.ConditionTrue))))
 	}, eventually, poll).Should(gomega.Succeed())
 
+	checkNodeDrift(ctx, g, k8s)
+
 	// A restart (or a second replica) keeps the CA the API server already trusts.
 	mgr.Stop()
 	g.Expect(mgr.Start(ctx)).To(gomega.Succeed())
@@ -194,6 +196,52 @@ func checkInstall(t *testing.T, bin, namespace string, render func(t *testing.T,
 	for _, exempt := range policy.AlwaysExcludedNamespaces(namespace) {
 		g.Expect(admit(t, port, ca, namespace, exempt, true).Response.Allowed).To(gomega.BeTrue(), "a privileged pod in %s", exempt)
 	}
+}
+
+// checkNodeDrift has the operator, with its own RBAC, record a node's baseline, find its
+// kernel changed in place and cordon it. The node is an object whose status this test plays
+// the kubelet for (there is no node lifecycle controller here).
+func checkNodeDrift(ctx context.Context, g gomega.Gomega, k8s client.Client) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "install-node", Labels: map[string]string{"pool": "install"}}}
+	g.Expect(k8s.Create(ctx, node)).To(gomega.Succeed())
+	before := node.DeepCopy()
+	node.Status = corev1.NodeStatus{
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
+		NodeInfo: corev1.NodeSystemInfo{KernelVersion: "6.1.0-28-cloud-amd64", KubeletVersion: "v1.37.2", MachineID: "m", SystemUUID: "s"},
+	}
+	g.Expect(k8s.Status().Patch(ctx, node, client.MergeFrom(before))).To(gomega.Succeed())
+	np := &fixityv1.NodeImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "install"},
+		Spec: fixityv1.NodeImmutabilityPolicySpec{
+			NodeSelector:      &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "install"}},
+			Action:            fixityv1.NodeCordon,
+			MaxDriftedPercent: ptr.To[int32](100),
+		},
+	}
+	g.Expect(k8s.Create(ctx, np)).To(gomega.Succeed())
+	baseline := &fixityv1.NodeBaseline{}
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(node), baseline)).To(gomega.Succeed())
+		g.Expect(baseline.Status.Phase).To(gomega.Equal(fixityv1.NodeClean))
+	}, eventually, poll).Should(gomega.Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(node), node)).To(gomega.Succeed())
+	before = node.DeepCopy()
+	node.Status.NodeInfo.KernelVersion = "6.1.0-29-cloud-amd64"
+	g.Expect(k8s.Status().Patch(ctx, node, client.MergeFrom(before))).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(node), node)).To(gomega.Succeed())
+		g.Expect(node.Spec.Unschedulable).To(gomega.BeTrue())
+		g.Expect(node.Spec.Taints).To(gomega.ContainElement(gomega.HaveField("Key", fixityv1.DriftedTaint)))
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(node), baseline)).To(gomega.Succeed())
+		g.Expect(baseline.Labels).To(gomega.HaveKeyWithValue(fixityv1.DisruptedLabel, "true"))
+		g.Expect(baseline.Status.Phase).To(gomega.Equal(fixityv1.NodeCordoned))
+	}, eventually, poll).Should(gomega.Succeed(), "the operator cordons the node with its own rights")
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(np), np)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(np), np)).To(gomega.Succeed())
+		g.Expect(np.Status.ReplacingNodes).To(gomega.BeEquivalentTo(1))
+	}, eventually, poll).Should(gomega.Succeed())
 }
 
 // exemptNamespaces returns, per webhook of Fixity's two configurations, the namespaces its
