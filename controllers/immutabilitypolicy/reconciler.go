@@ -115,17 +115,8 @@ func (r *Reconciler) reconcileDrift(ctx context.Context, p *fixityv1.Immutabilit
 	}
 	matched, drifted := r.Drift.Counts(p.Name)
 	p.Status.MatchedPods, p.Status.DriftedPods = int32(matched), int32(drifted)
-	cond := metav1.Condition{
-		Type: fixityv1.RemediationAllowedCondition, Status: metav1.ConditionTrue,
-		Reason: fixityv1.WithinBudgetReason, ObservedGeneration: p.Generation,
-	}
 	allowed, msg := drift.Breaker(p, matched, drifted)
-	cond.Message = msg
-	metrics.BreakerOpen.WithLabelValues(p.Name).Set(0)
-	if !allowed {
-		cond.Status, cond.Reason = metav1.ConditionFalse, fixityv1.TooManyDriftedReason
-		metrics.BreakerOpen.WithLabelValues(p.Name).Set(1)
-	}
+	cond := remediation.AllowedCondition(allowed, msg, p.Generation, metrics.BreakerOpen.WithLabelValues(p.Name))
 	if !drift.Replaces(p) {
 		cond.Message = "Drifted pods are reported, not replaced (" + reportReason(p) + "); " + msg
 	}

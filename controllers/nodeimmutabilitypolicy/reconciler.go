@@ -159,17 +159,8 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, p *fixityv1.NodeImmutab
 	metrics.NodesReplacing.WithLabelValues(p.Name).Set(float64(replacing))
 	metrics.NodeDrainsStuck.WithLabelValues(p.Name).Set(float64(stuck))
 
-	cond := metav1.Condition{
-		Type: fixityv1.RemediationAllowedCondition, Status: metav1.ConditionTrue,
-		Reason: fixityv1.WithinBudgetReason, ObservedGeneration: p.Generation,
-	}
 	allowed, msg := nodedrift.Breaker(p, matched, drifted)
-	cond.Message = msg
-	metrics.NodeBreakerOpen.WithLabelValues(p.Name).Set(0)
-	if !allowed {
-		cond.Status, cond.Reason = metav1.ConditionFalse, fixityv1.TooManyDriftedReason
-		metrics.NodeBreakerOpen.WithLabelValues(p.Name).Set(1)
-	}
+	cond := remediation.AllowedCondition(allowed, msg, p.Generation, metrics.NodeBreakerOpen.WithLabelValues(p.Name))
 	if nodedrift.ActionOf(p) == fixityv1.NodeReport {
 		cond.Message = "Drifted nodes are reported, not touched (mode Audit or action Report); " + msg
 	}

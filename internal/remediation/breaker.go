@@ -3,6 +3,11 @@ package remediation
 import (
 	"fmt"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 )
 
 // DefaultMaxDriftedPercent is the circuit breaker's limit when a policy sets none.
@@ -71,4 +76,19 @@ func (c *Census[K]) Forget(group string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.complete, group)
+}
+
+// AllowedCondition is the RemediationAllowed condition of a breaker's verdict (Breaker) for an
+// object of generation gen, and sets the breaker's gauge: 1 while it is open.
+func AllowedCondition(allowed bool, msg string, gen int64, open prometheus.Gauge) metav1.Condition {
+	cond := metav1.Condition{
+		Type: fixityv1.RemediationAllowedCondition, Status: metav1.ConditionTrue,
+		Reason: fixityv1.WithinBudgetReason, Message: msg, ObservedGeneration: gen,
+	}
+	open.Set(0)
+	if !allowed {
+		cond.Status, cond.Reason = metav1.ConditionFalse, fixityv1.TooManyDriftedReason
+		open.Set(1)
+	}
+	return cond
 }
