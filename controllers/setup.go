@@ -47,7 +47,7 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 	}
 	if err := (&nodedrift.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Tracker: d.NodeTracker, Census: d.NodeCensus,
-		Evictor: remediation.NewEvictor(mgr.GetClient()), Ledger: d.Ledger, Pods: d.Matcher, Events: d.Events,
+		Evictor: remediation.NewEvictor(mgr.GetClient()), Ledger: d.Ledger, Pods: d.Matcher, Checks: d.Checks, Events: d.Events,
 		Clock: d.Clock, Namespace: d.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the node drift controller: %w", err)

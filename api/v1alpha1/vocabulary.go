@@ -50,6 +50,10 @@ const (
 	// DrainStuckReason means a node's drain did not finish within drainTimeout; it stays
 	// cordoned, and nothing is forced.
 	DrainStuckReason = "DrainStuck"
+	// ReplacementPendingReason means a drifted node waits: a node of its policy was drained or
+	// replaced and the pool has not got back the nodes it had before (the replacement has not
+	// joined).
+	ReplacementPendingReason = "ReplacementPending"
 	// BudgetExhaustedReason means a drifted node waits: maxUnavailable nodes are already
 	// cordoned and not gone.
 	BudgetExhaustedReason = "BudgetExhausted"

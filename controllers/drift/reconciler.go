@@ -272,11 +272,11 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 // admissible keeps the pod when the pod that would replace it is denied by admission now,
 // unless every policy replacing it says drift.evictUnadmittable.
 func (r *Reconciler) admissible(ctx context.Context, s *scope) reconcile.Outcome {
-	repl, err := r.replacement(s)
+	repl, err := drift.Replacement(s.pod, s.owner)
 	if err != nil {
 		return reconcile.Fail(err)
 	}
-	denied, undecided := r.dryRun(ctx, repl)
+	denied, undecided := drift.DryRun(ctx, r.Matcher, r.Checks, repl)
 	if len(denied) == 0 && undecided != "" {
 		return reconcile.Wait(waitUndecided, "", "whether the replacement would be admitted cannot be decided yet: "+undecided)
 	}
@@ -288,7 +288,7 @@ func (r *Reconciler) admissible(ctx context.Context, s *scope) reconcile.Outcome
 	if s.owner != nil {
 		what = "the pod " + s.owner.String() + " would create in its place"
 	}
-	msg := fmt.Sprintf("Drifted pod %s is kept: %s would be denied: %s. %s", s.key(), what, strings.Join(denied, "; "), fixFor(s.owner))
+	msg := fmt.Sprintf("Drifted pod %s is kept: %s would be denied: %s. %s", s.key(), what, strings.Join(denied, "; "), drift.FixFor(s.owner))
 	for _, p := range s.by {
 		if !drift.EvictsUnadmittable(p) {
 			r.hold(ctx, s, &drift.Hold{Reason: fixityv1.ReplacementWouldBeDeniedReason, Message: msg})
@@ -300,46 +300,6 @@ func (r *Reconciler) admissible(ctx context.Context, s *scope) reconcile.Outcome
 			"pod", klog.KObj(s.pod), "denials", strings.Join(denied, "; "))
 	}
 	return reconcile.Next()
-}
-
-// fixFor says what the owner's team should do about a replacement that would be denied.
-func fixFor(o *remediation.Owner) string {
-	if o == nil {
-		return "Recreate the pod from a spec that passes (for a signature: sign the image or use a signed one)."
-	}
-	return fmt.Sprintf("Fix the pod template of %s and roll it out (for a signature: sign the image or roll out a signed one); its drifted pods are replaced once that passes.", o)
-}
-
-// replacement is the pod that would take the drifted pod's place: what its owner creates, or,
-// for a bare pod and for a controller Fixity does not know, the pod as it was admitted.
-func (r *Reconciler) replacement(s *scope) (*corev1.Pod, error) {
-	if s.owner != nil && s.owner.Template != nil {
-		tpl := s.owner.Template
-		pod := &corev1.Pod{ObjectMeta: *tpl.ObjectMeta.DeepCopy(), Spec: *tpl.Spec.DeepCopy()}
-		pod.Namespace = s.pod.Namespace
-		return pod, nil
-	}
-	return drift.AdmittedSpec(s.pod)
-}
-
-// dryRun runs admission's checks on a pod that would be created, as the webhook would judge
-// it now. It returns the Enforce denials, or why that cannot be decided yet.
-func (r *Reconciler) dryRun(ctx context.Context, pod *corev1.Pod) (denied []string, undecided string) {
-	policies, err := r.Matcher.ForPod(ctx, pod.Namespace, pod.Labels)
-	if err != nil {
-		return nil, err.Error()
-	}
-	var transient []string
-	for _, v := range admit.RunChecks(ctx, r.Checks, policies, &admit.Request{Pod: pod, Template: true}) {
-		switch {
-		case v.Mode == fixityv1.ModeAudit:
-		case v.Transient:
-			transient = append(transient, v.String())
-		default:
-			denied = append(denied, v.String())
-		}
-	}
-	return denied, strings.Join(transient, "; ")
 }
 
 // hold records (h) or clears (nil) why the drifted pod is kept, and tells it once per change.

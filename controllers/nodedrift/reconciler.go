@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
@@ -51,8 +52,10 @@ type Reconciler struct {
 	Census    *remediation.Census[string]
 	Evictor   *remediation.Evictor
 	Ledger    *remediation.Ledger
-	// Pods says which pod policies replace a bare pod, so that a drain may recreate it.
+	// Pods says which pod policies apply to a pod: whether a drain may recreate a bare pod,
+	// and, with Checks (admission's), whether the pods that must leave would be admitted again.
 	Pods   *policy.Matcher
+	Checks []admit.Check
 	Events events.EventRecorder
 	Clock  clock.PassiveClock
 	// Namespace is the operator's own namespace, where bare pods' saved specs are kept.
@@ -80,6 +83,7 @@ type scope struct {
 // +kubebuilder:rbac:groups=fixity.dev,resources=nodeimmutabilitypolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=fixity.dev,resources=nodebaselines,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=fixity.dev,resources=nodebaselines/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=karpenter.sh,resources=nodeclaims,verbs=get;list;delete
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=machines,verbs=get;list;patch
 
@@ -92,11 +96,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	// A closure: commit replaces the helper with a fresh snapshot.
 	defer func() { s.status.Finish(ctx, s.baseline, &retErr) }()
 	return reconcile.Run(ctx, s,
-		r.detect,  // compare the node with its baseline under every matching policy
-		r.decide,  // the most cautious action; the breakers and the smallest budget
-		r.cordon,  // record the intent, then cordon and taint
-		r.handOff, // Replace: delete the NodeClaim or annotate the Machine
-		r.drain,   // Drain, or Replace with no provisioner: evict what must leave
+		r.detect,     // compare the node with its baseline under every matching policy
+		r.decide,     // the most cautious action; the breakers and the smallest budget
+		r.admissible, // would the pods that must leave be admitted again elsewhere
+		r.cordon,     // record the intent, then cordon and taint
+		r.handOff,    // Replace: delete the NodeClaim or annotate the Machine
+		r.drain,      // Drain, or Replace with no provisioner: evict what must leave
 	).Result()
 }
 
@@ -330,8 +335,50 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 				"[policy %s] %d of %d nodes already cordoned and not gone (maxUnavailable %s): %s", p.Name, len(out), budget,
 				p.Spec.MaxUnavailable.String(), strings.Join(out[:min(len(out), 3)], ", ")))
 		}
+		if o := r.poolWhole(ctx, s, p, len(out)); o.Kind != reconcile.Continue {
+			return o
+		}
 	}
 	return reconcile.Next()
+}
+
+// poolWhole holds the next node while p's pool has fewer nodes (healthy, plus out and not gone)
+// than before Fixity first took one out: a node replaced is only followed by another once its
+// replacement has joined.
+func (r *Reconciler) poolWhole(ctx context.Context, s *scope, p *fixityv1.NodeImmutabilityPolicy, out int) reconcile.Outcome {
+	rec, err := nodedrift.ReadPool(ctx, r.APIReader, r.Namespace, p)
+	if err != nil || rec == nil {
+		return reconcile.Fail(err)
+	}
+	healthy, err := r.healthyNodes(ctx, p)
+	if err != nil {
+		return reconcile.Fail(err)
+	}
+	expired := r.Clock.Since(rec.At) > nodedrift.PoolExpiry
+	if healthy+out >= rec.Healthy || expired {
+		if out == 0 || expired {
+			return reconcile.Fail(rec.Forget(ctx, r.Client))
+		}
+		return reconcile.Next()
+	}
+	return r.hold(ctx, s, fixityv1.ReplacementPendingReason, fmt.Sprintf(
+		"[policy %s] %d healthy nodes and %d out, of the %d before the last replacement: the next node waits for the replacement to join "+
+			"(to accept a smaller pool, delete ConfigMap %s/%s)", p.Name, healthy, out, rec.Healthy, r.Namespace, nodedrift.PoolName(p)))
+}
+
+// healthyNodes counts the nodes p matches that take pods, from the cache.
+func (r *Reconciler) healthyNodes(ctx context.Context, p *fixityv1.NodeImmutabilityPolicy) (int, error) {
+	var nodes corev1.NodeList
+	if err := r.List(ctx, &nodes); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range nodes.Items {
+		if nodes.Items[i].DeletionTimestamp.IsZero() && nodedrift.Matches(p, &nodes.Items[i]) && nodedrift.Healthy(&nodes.Items[i]) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // actionOf is the action a cordoned node is under: the one recorded when it was cordoned,
@@ -374,6 +421,58 @@ func (r *Reconciler) hold(ctx context.Context, s *scope, reason, msg string) rec
 	return reconcile.Wait(waitHeld, reason, msg)
 }
 
+// admissible keeps a node that is not out yet when a pod that would have to leave it could not
+// come back: the pod its owner would create in its place (or a bare pod's admitted spec) is
+// denied by admission now. Draining it would take that workload down; the node is held and the
+// message says what to fix, as for a drifted pod.
+func (r *Reconciler) admissible(ctx context.Context, s *scope) reconcile.Outcome {
+	if nodedrift.Disrupted(s.baseline) || s.action == fixityv1.NodeCordon || r.Pods == nil {
+		return reconcile.Next()
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.MatchingFields{NodeNameIndex: s.node.Name}); err != nil {
+		return reconcile.Fail(err)
+	}
+	var held, undecided []string
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if nodedrift.Stays(pod) != "" || !pod.DeletionTimestamp.IsZero() || r.Pods.Excluded(pod.Namespace) {
+			continue
+		}
+		var owner *remediation.Owner
+		if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
+			o, err := remediation.ReadOwner(ctx, r.APIReader, pod.Namespace, ref)
+			if err != nil {
+				return reconcile.Fail(err)
+			}
+			if o == nil {
+				continue // its owner is gone: the garbage collector takes it
+			}
+			owner = o
+		}
+		repl, err := drift.Replacement(pod, owner)
+		if err != nil {
+			continue // a bare pod without an admitted spec: the drain reports it blocked
+		}
+		denied, why := drift.DryRun(ctx, r.Pods, r.Checks, repl)
+		switch {
+		case len(denied) > 0:
+			held = append(held, fmt.Sprintf("pod %s/%s would not come back: %s. %s", pod.Namespace, pod.Name,
+				strings.Join(denied, "; "), drift.FixFor(owner)))
+		case why != "":
+			undecided = append(undecided, fmt.Sprintf("pod %s/%s: %s", pod.Namespace, pod.Name, why))
+		}
+	}
+	if len(held) > 0 {
+		slices.Sort(held)
+		return r.hold(ctx, s, fixityv1.ReplacementWouldBeDeniedReason, strings.Join(held[:min(len(held), 3)], " | "))
+	}
+	if len(undecided) > 0 {
+		return reconcile.Wait(waitHeld, "", "whether the node's pods would be admitted again cannot be decided yet: "+strings.Join(undecided, "; "))
+	}
+	return reconcile.Next()
+}
+
 // cordon records that Fixity is taking the node out (so that the budget counts it from now on,
 // across restarts and leader changes), then cordons and taints it.
 func (r *Reconciler) cordon(ctx context.Context, s *scope) reconcile.Outcome {
@@ -384,6 +483,19 @@ func (r *Reconciler) cordon(ctx context.Context, s *scope) reconcile.Outcome {
 		names := make([]string, 0, len(s.policies))
 		for i := range s.policies {
 			names = append(names, s.policies[i].Name)
+		}
+		if s.action != fixityv1.NodeCordon {
+			// The pool's size before a node leaves it, for poolWhole; written first, so that a
+			// crash after it holds the next node rather than letting it go.
+			for i := range s.policies {
+				healthy, err := r.healthyNodes(ctx, &s.policies[i])
+				if err == nil {
+					err = nodedrift.RecordPool(ctx, r.Client, r.APIReader, r.Namespace, &s.policies[i], healthy, r.Clock.Now())
+				}
+				if err != nil {
+					return reconcile.Fail(err)
+				}
+			}
 		}
 		before, found := s.baseline.DeepCopy(), *st.DeepCopy()
 		nodedrift.MarkDisrupted(s.baseline, names)

@@ -303,3 +303,38 @@ func TestACordonLeftByAnAcceptedNodeIsLifted(t *testing.T) {
 		t.Fatalf("not recorded again: %+v", b)
 	}
 }
+
+func TestTheNextNodeWaitsForTheReplacementToJoin(t *testing.T) {
+	f := newFixture(t, builders.Node("a"), builders.Node("b"), builders.Node("c"), builders.NodePolicy("p", func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Action, s.MaxDriftedPercent = fixityv1.NodeDrain, ptr.To[int32](100)
+	}))
+	for _, n := range []string{"a", "b", "c"} {
+		f.reconcile(t, n)
+	}
+	f.setKernel(t, "a", "x")
+	f.reconcile(t, "a")
+	if b := f.baseline(t, "a"); b.Status.Phase != fixityv1.NodeCordoned {
+		t.Fatalf("a drained: %+v", b.Status)
+	}
+	// a's machine is terminated and nothing replaces it (the garbage collector takes its baseline).
+	for _, o := range []client.Object{f.node(t, "a"), f.baseline(t, "a")} {
+		if err := f.c.Delete(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.reconcile(t, "a")
+	f.setKernel(t, "b", "x")
+	f.reconcile(t, "b")
+	if b := f.baseline(t, "b"); !strings.HasPrefix(b.Status.Message, fixityv1.ReplacementPendingReason+": [policy p] 2 healthy nodes and 0 out, of the 3") || f.node(t, "b").Spec.Unschedulable {
+		t.Fatalf("the next node must wait for the replacement: %+v", b.Status)
+	}
+	// The replacement joins: the next node goes.
+	if err := f.c.Create(context.Background(), builders.Node("d")); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile(t, "d")
+	f.reconcile(t, "b")
+	if !f.node(t, "b").Spec.Unschedulable {
+		t.Fatalf("b goes once the pool is whole: %+v", f.baseline(t, "b").Status)
+	}
+}

@@ -2,6 +2,7 @@ package remediation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -43,6 +44,9 @@ func CountName(p client.Object) string {
 const (
 	countLabel     = "replaced"
 	nodeCountLabel = "node-replaced"
+	// NodePoolLabel (value of LedgerLabel) marks a node policy's pool record
+	// (internal/nodedrift.RecordPool).
+	NodePoolLabel = "node-pool"
 )
 
 // counted is what the ledger needs of a policy: its kind, and the count its status holds.
@@ -138,9 +142,9 @@ func ForgetPolicy(ctx context.Context, c client.Client, namespace, name string) 
 	return forget(ctx, c, namespace, countLabel, name)
 }
 
-// ForgetNodePolicy removes the counts of a deleted NodeImmutabilityPolicy.
+// ForgetNodePolicy removes the counts and the pool record of a deleted NodeImmutabilityPolicy.
 func ForgetNodePolicy(ctx context.Context, c client.Client, namespace, name string) error {
-	return forget(ctx, c, namespace, nodeCountLabel, name)
+	return errors.Join(forget(ctx, c, namespace, nodeCountLabel, name), forget(ctx, c, namespace, NodePoolLabel, name))
 }
 
 func forget(ctx context.Context, c client.Client, namespace, label, name string) error {

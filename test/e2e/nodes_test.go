@@ -25,6 +25,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
 	"github.com/fixity-dev/fixity/test/cluster"
+	"github.com/fixity-dev/fixity/test/registry"
 )
 
 // poolTaint keeps every other test's pods off a node pool's nodes, so that cordoning and
@@ -723,4 +724,92 @@ func TestDrainRecreatesABarePodFixityAdmitted(t *testing.T) {
 		gomega.ContainSubstring(fmt.Sprintf(`%s{policy=%q} 1`, metrics.NodesReplacingName, p.Name)),
 		gomega.ContainSubstring(fmt.Sprintf(`%s{policy=%q} 0`, metrics.NodeBreakerOpenName, p.Name)),
 	))
+}
+
+// A drifted node whose pods could not come back (their template's image is no longer signed by a
+// key the pod policy trusts) is not drained: draining it would take the workload down. It is
+// held, the message says what to fix, and once a signed image is rolled out the node goes.
+func TestNodeIsKeptWhileItsPodsWouldNotComeBack(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, _ := nodePool(t, ctx, 2)
+	key, err := registry.GenerateKey()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	ns := uniqueName("legacy")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, poolDeployment(ns, "web", pool, 1))).To(gomega.Succeed())
+	dep := &appsv1.Deployment{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, dep)).To(gomega.Succeed())
+	before := dep.DeepCopy()
+	dep.Spec.Template.Spec.Containers[0].Image = pushed(t, "legacy/old")
+	g.Expect(k8s.Patch(ctx, dep, client.MergeFrom(before))).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		ready := readyPods(ctx, ns, "web")(g)
+		g.Expect(ready).To(gomega.HaveLen(1))
+		g.Expect(ready[0].Spec.Containers[0].Image).To(gomega.Equal(dep.Spec.Template.Spec.Containers[0].Image))
+	}, eventually, poll).Should(gomega.Succeed())
+	// Now signatures are required (pod drift only reports, so that the node is what is judged).
+	signingPolicy(t, ctx, ns, key, func(s *fixityv1.ImmutabilityPolicySpec) { s.Drift.Action = fixityv1.DriftReport })
+	labelIntoPolicy(t, ctx, ns, ns)
+	nodePolicy(t, ctx, pool, 2, func(s *fixityv1.NodeImmutabilityPolicySpec) {
+		s.Action = fixityv1.NodeDrain
+		s.MaxDriftedPercent = ptr.To[int32](100)
+	})
+	on := readyPods(ctx, ns, "web")(g)[0]
+	g.Eventually(baselineOf(ctx, on.Spec.NodeName), eventually, poll).Should(phase(fixityv1.NodeClean))
+
+	setNodeInfo(t, ctx, on.Spec.NodeName, withKernel(kernelPatched))
+
+	g.Eventually(baselineOf(ctx, on.Spec.NodeName), eventually, poll).Should(gomega.And(phase(fixityv1.NodeDrifted),
+		gomega.HaveField("Status.Message", gomega.And(
+			gomega.HavePrefix(fixityv1.ReplacementWouldBeDeniedReason+": pod "+ns+"/"+on.Name+" would not come back"),
+			gomega.ContainSubstring("is not signed by enough trusted authorities"),
+			gomega.ContainSubstring("sign the image or roll out a signed one")))))
+	g.Eventually(nodeEvents(ctx, on.Spec.NodeName), eventually, poll).Should(gomega.ContainElement(gomega.And(
+		gomega.HavePrefix(fixityv1.EventNodeHeld+": "), gomega.ContainSubstring(fixityv1.ReplacementWouldBeDeniedReason))))
+	g.Consistently(nodeNamed(ctx, on.Spec.NodeName), "3s", poll).ShouldNot(cordoned)
+	g.Expect(gone(ctx, on)()).To(gomega.BeFalse(), "the pod keeps running")
+
+	// The fix the message asks for: a signed image, rolled out. Then the node is drained.
+	d, err := reg.PushRandomImage(ctx, "legacy/new", "v1")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(reg.Sign(ctx, d, key)).To(gomega.Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web"}, dep)).To(gomega.Succeed())
+	before = dep.DeepCopy()
+	dep.Spec.Template.Spec.Containers[0].Image = d.String()
+	g.Expect(k8s.Patch(ctx, dep, client.MergeFrom(before))).To(gomega.Succeed())
+	g.Eventually(baselineOf(ctx, on.Spec.NodeName), eventually, poll).Should(gomega.And(phase(fixityv1.NodeCordoned),
+		gomega.HaveField("Status.Message", gomega.HavePrefix("Drained"))))
+	g.Eventually(readyPods(ctx, ns, "web"), eventually, poll).Should(gomega.ContainElement(
+		gomega.HaveField("Spec.Containers", gomega.ContainElement(gomega.HaveField("Image", d.String())))))
+}
+
+// A replacement that never comes: a drained node's machine is gone and nothing joins in its
+// place. The next drifted node is not taken out (the pool would shrink again); once a node joins
+// the pool, it is.
+func TestTheNextNodeWaitsForAReplacementThatNeverCame(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	pool, nodes := nodePool(t, ctx, 3)
+	p := nodePolicy(t, ctx, pool, 3, func(s *fixityv1.NodeImmutabilityPolicySpec) { s.MaxDriftedPercent = ptr.To[int32](100) })
+	for _, n := range nodes {
+		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(phase(fixityv1.NodeClean))
+	}
+	setNodeInfo(t, ctx, nodes[0], withKernel(kernelPatched))
+	g.Eventually(baselineOf(ctx, nodes[0]), eventually, poll).Should(gomega.HaveField("Status.Message", gomega.HavePrefix(fixityv1.NoProvisionerReason)))
+	g.Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodes[0]}})).To(gomega.Succeed())
+
+	setNodeInfo(t, ctx, nodes[1], withKernel(kernelPatched))
+	g.Eventually(baselineOf(ctx, nodes[1]), eventually, poll).Should(gomega.HaveField("Status.Message",
+		gomega.HavePrefix(fixityv1.ReplacementPendingReason+": [policy "+p.Name+"] 2 healthy nodes and 0 out, of the 3 before the last replacement")))
+	g.Consistently(nodeNamed(ctx, nodes[1]), "3s", poll).ShouldNot(cordoned)
+
+	joined := pool + "-joined"
+	_, err := env.AddNode(ctx, joined, map[string]string{"pool": pool},
+		[]corev1.Taint{{Key: poolTaint, Value: pool, Effect: corev1.TaintEffectNoSchedule}}, corev1.NodeSystemInfo{KernelVersion: kernel})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	t.Cleanup(func() {
+		_ = k8s.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: joined}})
+	})
+	g.Eventually(nodeNamed(ctx, nodes[1]), eventually, poll).Should(cordoned, "the pool is whole again: the next node goes")
 }
