@@ -19,6 +19,7 @@ import (
 func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 	if err := (&immutabilitypolicy.Reconciler{
 		Client: mgr.GetClient(), Drift: d.Tracker, DriftChanged: d.DriftChanged, Namespace: d.Namespace,
+		Authorities: d.Images.Authorities,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
 	}

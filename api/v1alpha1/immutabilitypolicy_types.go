@@ -220,6 +220,12 @@ type KeyAuthority struct {
 	// secretRef names a Secret key holding the PEM public key.
 	// +optional
 	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
+
+	// trustRootRef names the ConfigMap or Secret whose Rekor logs (trusted_root.json, or rekor.pub)
+	// check transparencyLog Require for this key, offline. Omitted, the Rekor key set on the
+	// manager in SIGSTORE_REKOR_PUBLIC_KEY is used.
+	// +optional
+	TrustRootRef *TrustRootReference `json:"trustRootRef,omitempty"`
 }
 
 // SecretKeyReference points at one key of a Secret. Policies are cluster-scoped, so the
@@ -267,8 +273,9 @@ type KeylessAuthority struct {
 	// +optional
 	SubjectRegExp string `json:"subjectRegExp,omitempty"`
 
-	// trustRootRef names the ConfigMap or Secret holding the Fulcio roots and the Rekor and CT
-	// keys, so that verification works offline.
+	// trustRootRef names the ConfigMap or Secret holding trusted_root.json (sigstore's trusted
+	// root: Fulcio CAs, Rekor and CT logs, timestamp authorities), or the older fulcio.pem,
+	// rekor.pub and ctlog.pub, so that verification works offline.
 	// +required
 	TrustRootRef TrustRootReference `json:"trustRootRef"`
 }

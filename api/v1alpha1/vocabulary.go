@@ -24,6 +24,10 @@ const (
 	// InvalidSpecReason means the spec passed schema validation but cannot be enforced (for example a
 	// subjectRegExp that does not compile); the message names the field.
 	InvalidSpecReason = "InvalidSpec"
+	// AuthoritiesUnusableReason means a signing authority of the policy cannot be used as it
+	// stands: a key, Secret or trust root it references is missing or malformed. Images the
+	// policy requires signatures of are denied until it is fixed.
+	AuthoritiesUnusableReason = "AuthoritiesUnusable"
 	// TooManyDriftedReason means more than maxDriftedPercent of the matched pods are drifted.
 	TooManyDriftedReason = "TooManyDrifted"
 	// WithinBudgetReason means remediation may proceed.

@@ -45,7 +45,14 @@ type Reconciler struct {
 	DriftChanged <-chan event.GenericEvent
 	// Namespace is the operator's namespace, where the replacement counts are kept.
 	Namespace string
+	// Authorities compiles the policy's signing authorities (keys, Secrets, trust roots), so
+	// that one that cannot be used shows on the policy; nil skips the check.
+	Authorities *images.Authorities
 }
+
+// authoritiesRecheck is how often a policy whose authorities cannot be used looks again: the
+// Secrets and ConfigMaps they reference are not watched.
+const authoritiesRecheck = time.Minute
 
 // driftCoalesce is how long drift count changes are gathered before the status is updated.
 const driftCoalesce = time.Second
@@ -82,7 +89,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	// Every phase runs, so the status is whole even when the spec is wrong; Ready is derived
 	// from their outcomes in one place.
-	outcome := reconcile.Worst(r.reconcileSpec(ctx, policy), r.reconcileDrift(ctx, policy))
+	outcome := reconcile.Worst(r.reconcileSpec(ctx, policy), r.reconcileAuthorities(ctx, policy), r.reconcileDrift(ctx, policy))
 	setReady(policy, outcome)
 	switch outcome.Kind {
 	case reconcile.Terminal:
@@ -91,6 +98,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, nil
 	case reconcile.Retry:
 		return ctrl.Result{}, outcome.Err
+	case reconcile.Waiting:
+		return ctrl.Result{RequeueAfter: outcome.After}, nil
 	}
 	if r.Drift != nil {
 		return ctrl.Result{RequeueAfter: resync}, nil
@@ -200,6 +209,19 @@ func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPo
 	}
 	if len(problems) > 0 {
 		return reconcile.Invalid(fixityv1.InvalidSpecReason, errors.Join(problems...))
+	}
+	return reconcile.Next()
+}
+
+// reconcileAuthorities compiles the signing authorities as admission does, so that a missing
+// Secret or a malformed trust root is a condition on the policy, not only a denial.
+func (r *Reconciler) reconcileAuthorities(ctx context.Context, p *fixityv1.ImmutabilityPolicy) reconcile.Outcome {
+	if r.Authorities == nil || p.Spec.Images.Verify == nil {
+		return reconcile.Next()
+	}
+	if _, err := r.Authorities.Compile(ctx, p); err != nil {
+		return reconcile.Wait(authoritiesRecheck, fixityv1.AuthoritiesUnusableReason,
+			fmt.Sprintf("Images this policy requires signatures of are denied: %v", err))
 	}
 	return reconcile.Next()
 }

@@ -18,6 +18,9 @@ type Image struct {
 	// Authorities are the "policy/authority" pairs whose signatures verified it; empty when no
 	// policy required signatures.
 	Authorities []string `json:"authorities,omitempty"`
+	// Formats say, per authority, which signature format verified it: "bundle" (a sigstore
+	// bundle, cosign v3) or "legacy" (the .sig tag, cosign v2).
+	Formats map[string]string `json:"formats,omitempty"`
 }
 
 // Verified is the fixity.dev/verified record: per container name, the admitted image.

@@ -4,38 +4,24 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/sigstore/cosign/v2/pkg/cosign"
-	sigs "github.com/sigstore/cosign/v2/pkg/signature"
+	"github.com/sigstore/cosign/v3/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/sigstore/sigstore/pkg/tuf"
-	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
-)
-
-// Keys a keyless authority's trust root (ConfigMap or Secret) may hold, all PEM.
-const (
-	// TrustRootFulcio holds the Fulcio root certificate(s) and any intermediates.
-	TrustRootFulcio = "fulcio.pem"
-	// TrustRootRekor holds the Rekor public key(s); required when transparencyLog is Require.
-	TrustRootRekor = "rekor.pub"
-	// TrustRootCTLog holds the certificate transparency log key(s); without it embedded SCTs
-	// are not checked.
-	TrustRootCTLog = "ctlog.pub"
 )
 
 // referencedTTL is how long a Secret or ConfigMap read for a policy is reused: a rotated key
@@ -51,6 +37,9 @@ type Authority struct {
 	// fingerprint changes when the key material changes, so cached verdicts do not outlive a
 	// rotated key in a Secret.
 	fingerprint string
+	// signedTimestamps makes bundles prove their signing time with a timestamp authority (a
+	// keyless authority without the log, whose trust root has one).
+	signedTimestamps bool
 }
 
 // Authorities compiles the authorities of policies' images.verify, reading referenced Secrets
@@ -64,12 +53,6 @@ type Authorities struct {
 	// compiled keeps compiled authorities per policy generation for referencedTTL: parsing
 	// keys and trust roots on every admission would cost more than the cached verdict saves.
 	compiled *cache.LRUExpireCache
-	rekor    struct {
-		sync.Mutex
-		keys *cosign.TrustedTransparencyLogPubKeys
-		// fetch shares one load among concurrent callers; the mutex is never held across it.
-		fetch singleflight.Group
-	}
 }
 
 // Compile returns p's authorities, in spec order. An authority that cannot be compiled (a key
@@ -106,10 +89,11 @@ func (a *Authorities) compile(ctx context.Context, spec *fixityv1.Authority) (Au
 	h := sha256.New()
 	au := Authority{opts: cosign.CheckOpts{
 		// Without it a signature copied from another image verifies (cosign checks the
-		// payload's digest only in its CLI).
+		// payload's digest only in its CLI). Bundles are checked against the digest by
+		// sigstore-go (verify.WithArtifactDigest) instead.
 		ClaimVerifier: cosign.SimpleClaimVerifier,
 		IgnoreTlog:    spec.TransparencyLog != fixityv1.TransparencyLogRequire,
-		// Never call Rekor: verification is offline, from the bundle on the signature.
+		// Never call Rekor: verification is offline, from the proofs on the signature.
 		Offline: true,
 	}}
 	switch {
@@ -135,11 +119,12 @@ func (a *Authorities) compile(ctx context.Context, spec *fixityv1.Authority) (Au
 		au.opts.SigVerifier = verifier
 		h.Write(pem)
 		if !au.opts.IgnoreTlog {
-			keys, err := a.rekorKeys(ctx)
+			tr, sum, err := a.keyRekor(ctx, spec.Key.TrustRootRef)
 			if err != nil {
-				return Authority{}, fmt.Errorf("transparencyLog Require: loading Rekor public keys (set SIGSTORE_REKOR_PUBLIC_KEY on the manager for a private Rekor): %w", err)
+				return Authority{}, err
 			}
-			au.opts.RekorPubKeys = keys
+			au.opts.TrustedMaterial = tr.Material
+			h.Write(sum)
 		}
 	case spec.Keyless != nil:
 		k := spec.Keyless
@@ -148,46 +133,22 @@ func (a *Authorities) compile(ctx context.Context, spec *fixityv1.Authority) (Au
 		if err != nil {
 			return Authority{}, fmt.Errorf("keyless.trustRootRef: %w", err)
 		}
-		certs, err := cryptoutils.UnmarshalCertificatesFromPEM(data[TrustRootFulcio])
-		if err == nil && len(certs) == 0 {
-			err = errors.New("no certificate found")
-		}
+		tr, err := ParseTrustRoot(data, true)
 		if err != nil {
-			return Authority{}, fmt.Errorf("keyless.trustRootRef: %s %s/%s needs %q with the Fulcio root certificate(s) in PEM: %w", kindOrDefault(ref.Kind), ref.Namespace, ref.Name, TrustRootFulcio, err)
+			return Authority{}, fmt.Errorf("keyless.trustRootRef: %s %s/%s: %w", kindOrDefault(ref.Kind), ref.Namespace, ref.Name, err)
 		}
-		au.opts.RootCerts, au.opts.IntermediateCerts = x509.NewCertPool(), x509.NewCertPool()
-		for _, c := range certs {
-			if isSelfSigned(c) {
-				au.opts.RootCerts.AddCert(c)
-			} else {
-				au.opts.IntermediateCerts.AddCert(c)
-			}
+		if !au.opts.IgnoreTlog && len(tr.Material.RekorLogs()) == 0 {
+			return Authority{}, fmt.Errorf("transparencyLog Require: %s %s/%s has no Rekor log (in %q, or %q)", kindOrDefault(ref.Kind), ref.Namespace, ref.Name, TrustRootJSON, TrustRootRekor)
 		}
+		au.opts.TrustedMaterial = tr.Material
+		// Embedded SCTs are required when the trust root names a CT log, as cosign does.
+		au.opts.IgnoreSCT = len(tr.Material.CTLogs()) == 0
+		// Without the log's time a certificate is checked at a timestamp authority's time,
+		// so an image stays verifiable after its short-lived certificate expires.
+		au.signedTimestamps = au.opts.IgnoreTlog && len(tr.Material.TimestampingAuthorities()) > 0
 		au.opts.Identities = []cosign.Identity{{Issuer: k.Issuer, Subject: k.Subject, SubjectRegExp: k.SubjectRegExp}}
-		h.Write(data[TrustRootFulcio])
+		h.Write(digestOf(data))
 		h.Write([]byte("\x00" + k.Issuer + "\x00" + k.Subject + "\x00" + k.SubjectRegExp))
-		if ct := data[TrustRootCTLog]; len(ct) > 0 {
-			keys, err := transparencyKeys(ct)
-			if err != nil {
-				return Authority{}, fmt.Errorf("keyless.trustRootRef: %q: %w", TrustRootCTLog, err)
-			}
-			au.opts.CTLogPubKeys = keys
-			h.Write(ct)
-		} else {
-			au.opts.IgnoreSCT = true
-		}
-		if !au.opts.IgnoreTlog {
-			rk := data[TrustRootRekor]
-			if len(rk) == 0 {
-				return Authority{}, fmt.Errorf("transparencyLog Require: %s %s/%s has no %q with the Rekor public key", kindOrDefault(ref.Kind), ref.Namespace, ref.Name, TrustRootRekor)
-			}
-			keys, err := transparencyKeys(rk)
-			if err != nil {
-				return Authority{}, fmt.Errorf("keyless.trustRootRef: %q: %w", TrustRootRekor, err)
-			}
-			au.opts.RekorPubKeys = keys
-			h.Write(rk)
-		}
 	default:
 		return Authority{}, fmt.Errorf("neither key nor keyless is set")
 	}
@@ -196,13 +157,69 @@ func (a *Authorities) compile(ctx context.Context, spec *fixityv1.Authority) (Au
 	return au, nil
 }
 
-// ParsePublicKey loads a PEM public key as cosign does for `cosign verify --key`.
-func ParsePublicKey(pem []byte) (signature.Verifier, error) {
-	v, err := sigs.LoadPublicKeyRaw(pem, crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("not a usable public key (ECDSA P-256/P-384, RSA or Ed25519 PEM): %w", err)
+// keyRekor is the trust root whose Rekor logs check a key authority's transparencyLog Require:
+// its key.trustRootRef, else the Rekor key the manager was given in SIGSTORE_REKOR_PUBLIC_KEY.
+// Never a TUF fetch: admission must not depend on the public-good infrastructure being reachable.
+func (a *Authorities) keyRekor(ctx context.Context, ref *fixityv1.TrustRootReference) (*TrustRoot, []byte, error) {
+	var data map[string][]byte
+	where := ""
+	if ref != nil {
+		d, err := a.read(ctx, ref.Kind, ref.Namespace, ref.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("key.trustRootRef: %w", err)
+		}
+		data, where = d, fmt.Sprintf("key.trustRootRef: %s %s/%s", kindOrDefault(ref.Kind), ref.Namespace, ref.Name)
+	} else {
+		path := os.Getenv(RekorPublicKeyEnv)
+		if path == "" {
+			return nil, nil, fmt.Errorf("transparencyLog Require needs key.trustRootRef (a trusted_root.json or rekor.pub), or %s on the manager", RekorPublicKeyEnv)
+		}
+		pemBytes, err := os.ReadFile(filepath.Clean(path))
+		if err != nil {
+			return nil, nil, fmt.Errorf("transparencyLog Require: reading %s: %w", RekorPublicKeyEnv, err)
+		}
+		data, where = map[string][]byte{TrustRootRekor: pemBytes}, RekorPublicKeyEnv
 	}
-	return v, nil
+	tr, err := ParseTrustRoot(data, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if len(tr.Material.RekorLogs()) == 0 {
+		return nil, nil, fmt.Errorf("transparencyLog Require: %s has no Rekor log (in %q, or %q)", where, TrustRootJSON, TrustRootRekor)
+	}
+	return tr, digestOf(data), nil
+}
+
+// RekorPublicKeyEnv names the file with the Rekor public key(s) for key authorities without a
+// trustRootRef, as the cosign CLI reads it.
+const RekorPublicKeyEnv = "SIGSTORE_REKOR_PUBLIC_KEY"
+
+// digestOf is a digest of a ConfigMap's or Secret's data, so cached verdicts do not outlive a
+// rotated key or trust root.
+func digestOf(data map[string][]byte) []byte {
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		_, _ = fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(data[k]))
+		h.Write(data[k])
+	}
+	return h.Sum(nil)
+}
+
+// ParsePublicKey loads a PEM public key as cosign does for `cosign verify --key`.
+func ParsePublicKey(pemBytes []byte) (signature.Verifier, error) {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pemBytes)
+	if err == nil {
+		var v signature.Verifier
+		if v, err = signature.LoadVerifier(pub, crypto.SHA256); err == nil {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("not a usable public key (ECDSA P-256/P-384, RSA or Ed25519 PEM): %w", err)
 }
 
 func kindOrDefault(kind string) string {
@@ -210,55 +227,6 @@ func kindOrDefault(kind string) string {
 		return "ConfigMap"
 	}
 	return kind
-}
-
-func isSelfSigned(c *x509.Certificate) bool {
-	return c.CheckSignatureFrom(c) == nil
-}
-
-// transparencyKeys parses one or more PEM public keys of a transparency log (Rekor or CT).
-func transparencyKeys(pemBytes []byte) (*cosign.TrustedTransparencyLogPubKeys, error) {
-	keys := cosign.NewTrustedTransparencyLogPubKeys()
-	for rest := pemBytes; ; {
-		var block *pem.Block
-		if block, rest = pem.Decode(rest); block == nil {
-			break
-		}
-		if err := keys.AddTransparencyLogPubKey(pem.EncodeToMemory(block), tuf.Active); err != nil {
-			return nil, fmt.Errorf("not a usable public key: %w", err)
-		}
-	}
-	if len(keys.Keys) == 0 {
-		return nil, fmt.Errorf("no PEM public key found")
-	}
-	return &keys, nil
-}
-
-// rekorKeys loads the Rekor keys for key authorities the way the cosign CLI does
-// (SIGSTORE_REKOR_PUBLIC_KEY, else the embedded public-good TUF root), once.
-func (a *Authorities) rekorKeys(ctx context.Context) (*cosign.TrustedTransparencyLogPubKeys, error) {
-	a.rekor.Lock()
-	keys := a.rekor.keys
-	a.rekor.Unlock()
-	if keys != nil {
-		return keys, nil
-	}
-	v, err, _ := a.rekor.fetch.Do("rekor", func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
-		defer cancel()
-		keys, err := cosign.GetRekorPubs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		a.rekor.Lock()
-		a.rekor.keys = keys
-		a.rekor.Unlock()
-		return keys, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*cosign.TrustedTransparencyLogPubKeys), nil
 }
 
 // read returns the data of a Secret or ConfigMap (binaryData included), from a short-lived cache.

@@ -188,6 +188,10 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 	if err != nil {
 		return append(out, transient(admit.New(p, RuleVerify, cname, "signatures of image %q could not be checked: %v", digest.String(), err)))
 	}
+	if len(verdict.Verified) < threshold && len(verdict.Unchecked) > 0 {
+		return append(out, transient(admit.New(p, RuleVerify, cname, "signatures of image %q could not all be checked: %d of the %d required verified it (%s; %s)",
+			digest.String(), len(verdict.Verified), threshold, strings.Join(verdict.Failures, "; "), strings.Join(verdict.Unchecked, "; "))))
+	}
 	if len(verdict.Verified) < threshold {
 		return append(out, admit.New(p, RuleVerify, cname, "image %q is not signed by enough trusted authorities: %d of the %d required verified it (%s)",
 			digest.String(), len(verdict.Verified), threshold, strings.Join(verdict.Failures, "; ")))
@@ -209,7 +213,7 @@ func scope(p *fixityv1.ImmutabilityPolicy) string {
 // one tag (the pods of a rollout) share one registry round trip, fresh or not.
 func (m *Images) resolveTag(ctx context.Context, ref name.Reference, kc authn.Keychain, fresh bool) (name.Digest, error) {
 	m.once.Do(func() { m.tags = cache.NewLRUExpireCache(4096) })
-	key := ref.String()
+	key := ref.String() + "|" + keychainID(kc)
 	if d, ok := m.tags.Get(key); ok && !fresh {
 		return d.(name.Digest), nil
 	}
@@ -402,6 +406,12 @@ func (m *Images) record(ctx context.Context, policies []fixityv1.ImmutabilityPol
 			continue
 		}
 		entry.Authorities = append(entry.Authorities, verdict.Verified...)
+		for _, a := range verdict.Verified {
+			if entry.Formats == nil {
+				entry.Formats = map[string]string{}
+			}
+			entry.Formats[a] = verdict.Formats[a]
+		}
 	}
 	return entry
 }

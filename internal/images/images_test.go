@@ -118,7 +118,7 @@ func TestVerifyFailsClearlyOnHostileRegistries(t *testing.T) {
 		limit            int64
 	}{
 		{"huge manifest", strings.Repeat(" ", 2048), "over the 1024 byte limit", 1024},
-		{"malformed manifest", "{this is not json", "fetching signatures", 0},
+		{"malformed manifest", "{this is not json", "fetching signatures: registry 127.0.0.1", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			host := hostileRegistry(t, oci, tc.body)

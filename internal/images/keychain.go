@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,8 @@ func (k *Keychains) ForPod(ctx context.Context, pod *corev1.Pod) authn.Keychain 
 	for _, s := range pod.Spec.ImagePullSecrets {
 		opts.ImagePullSecrets = append(opts.ImagePullSecrets, s.Name)
 	}
-	return &lazyKeychain{load: func() (authn.Keychain, error) {
+	id := pod.Namespace + "/" + opts.ServiceAccountName + "/" + strings.Join(opts.ImagePullSecrets, ",")
+	return &lazyKeychain{id: id, load: func() (authn.Keychain, error) {
 		// Shared by the lookups of one pod, so not cancelled with the first; bounded, so a
 		// slow API server fails the lookup inside the admission budget rather than hang it.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keychainTimeout)
@@ -47,6 +49,8 @@ func (k *Keychains) ForPod(ctx context.Context, pod *corev1.Pod) authn.Keychain 
 const keychainTimeout = 5 * time.Second
 
 type lazyKeychain struct {
+	// id names the credentials (namespace, service account, pull secrets) without reading them.
+	id   string
 	once sync.Once
 	load func() (authn.Keychain, error)
 	kc   authn.Keychain
@@ -59,4 +63,14 @@ func (l *lazyKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 		return nil, l.err
 	}
 	return l.kc.Resolve(r)
+}
+
+// keychainID names the credentials of kc for cache and singleflight keys: an answer got with
+// one pod's pull secrets (a private tag's digest, its signatures) is never given to a pod that
+// has other credentials, or none.
+func keychainID(kc authn.Keychain) string {
+	if l, ok := kc.(*lazyKeychain); ok {
+		return "creds=" + l.id
+	}
+	return "creds=anonymous"
 }

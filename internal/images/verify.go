@@ -2,7 +2,10 @@ package images
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -11,12 +14,18 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
-	"github.com/sigstore/cosign/v2/pkg/oci"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
-	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/sigstore/cosign/v3/pkg/cosign"
+	"github.com/sigstore/cosign/v3/pkg/oci"
+	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
+	"github.com/sigstore/cosign/v3/pkg/oci/static"
+	"github.com/sigstore/cosign/v3/pkg/types"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 	"golang.org/x/sync/singleflight"
+	"google.golang.org/protobuf/encoding/protojson"
 	"k8s.io/apimachinery/pkg/util/cache"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -48,8 +57,12 @@ func init() {
 type Verdict struct {
 	// Verified are the names of the authorities whose signature verified, in policy order.
 	Verified []string
+	// Formats say, per verified authority, which signature format verified it.
+	Formats map[string]string
 	// Failures say, per authority that did not verify, why.
 	Failures []string
+	// Unchecked says why one signature format could not be read; such a verdict is not cached.
+	Unchecked []string
 }
 
 // Verifier verifies cosign signatures of image digests, caching verdicts per (digest, policy
@@ -67,7 +80,7 @@ type Verifier struct {
 // done (registry unreachable); a verification that ran and failed is a Verdict with failures.
 func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string, authorities []Authority, kc authn.Keychain) (Verdict, error) {
 	v.once.Do(func() { v.verdicts = cache.NewLRUExpireCache(cacheSize) })
-	keyParts := []string{digest.String(), scope}
+	keyParts := []string{digest.String(), scope, keychainID(kc)}
 	for _, a := range authorities {
 		keyParts = append(keyParts, a.Name+"="+a.fingerprint)
 	}
@@ -91,7 +104,9 @@ func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string,
 			ttl, result = rejectedTTL, "rejected"
 		}
 		verifications.WithLabelValues(result).Inc()
-		v.verdicts.Add(key, verdict, ttl)
+		if len(verdict.Unchecked) == 0 {
+			v.verdicts.Add(key, verdict, ttl)
+		}
 		return verdict, nil
 	})
 }
@@ -118,21 +133,153 @@ func shared[T any](ctx context.Context, g *singleflight.Group, key, what string,
 	}
 }
 
-// verify fetches the signatures of digest once and checks them against every authority.
+// Signature formats, as recorded in fixity.dev/verified.
+const (
+	// FormatBundle is a sigstore bundle stored as an OCI referrer (or in the referrers fallback
+	// tag): what cosign v3 writes by default.
+	FormatBundle = "bundle"
+	// FormatLegacy is a signature layer in the sha256-<digest>.sig tag: cosign v2.
+	FormatLegacy = "legacy"
+)
+
+// material is what the registry holds for one digest: the signatures in both formats, fetched
+// once and checked against every authority without further requests.
+type material struct {
+	legacy  []oci.Signature
+	bundles []*fetchedBundle
+	// unchecked says why a format could not be read (registry errors); such a verdict is not
+	// cached, and a shortfall it may explain is an error rather than a denial.
+	unchecked []string
+	// legacyErr and bundleErr are the registry errors of each format, explained.
+	legacyErr, bundleErr error
+}
+
+// fetchedBundle is one sigstore bundle among the referrers, with the predicate type its
+// (not yet verified) statement claims, used only to pick the bundles worth verifying.
+type fetchedBundle struct {
+	digest        string
+	bundle        *sgbundle.Bundle
+	predicateType string
+	// malformed says why a bundle-typed referrer could not be read.
+	malformed string
+}
+
+// verify fetches the signatures of digest once and checks them against every authority. Both
+// formats count: an authority is verified by a bundle or by a legacy signature.
 func (v *Verifier) verify(ctx context.Context, digest name.Digest, authorities []Authority, kc authn.Keychain) (Verdict, error) {
+	h, err := v1.NewHash(digest.DigestStr())
+	if err != nil {
+		return Verdict{}, fmt.Errorf("digest %s: %w", digest.DigestStr(), err)
+	}
+	m := v.fetch(ctx, digest, kc)
+	if m.legacyErr != nil && m.bundleErr != nil {
+		if m.legacyErr.Error() == m.bundleErr.Error() { // the registry is down, say
+			return Verdict{}, fmt.Errorf("fetching signatures: %w", m.legacyErr)
+		}
+		return Verdict{}, errors.New(strings.Join(m.unchecked, "; "))
+	}
+	verdict := Verdict{Formats: map[string]string{}, Unchecked: m.unchecked}
+	for _, a := range authorities {
+		format, failure := verifyAuthority(ctx, a, h, m)
+		if failure != "" {
+			verdict.Failures = append(verdict.Failures, a.Name+": "+failure)
+			continue
+		}
+		verdict.Verified = append(verdict.Verified, a.Name)
+		verdict.Formats[a.Name] = format
+	}
+	return verdict, nil
+}
+
+// verifyAuthority returns the format that verified a for h, or why none did.
+func verifyAuthority(ctx context.Context, a Authority, h v1.Hash, m *material) (format, failure string) {
+	var errs []error
+	signatures := 0
+	for _, b := range m.bundles {
+		if b.predicateType != types.CosignSignPredicateType {
+			// An attestation (SLSA provenance, an SBOM) is not a signature of the image, even
+			// when the same key signed it.
+			continue
+		}
+		signatures++
+		if _, err := verifyBundle(ctx, a, h, b.bundle); err != nil {
+			errs = append(errs, fmt.Errorf("bundle %s: %w", short(b.digest), err))
+			continue
+		}
+		return FormatBundle, ""
+	}
+	for _, s := range m.legacy {
+		signatures++
+		co := a.opts
+		if _, err := cosign.VerifyImageSignature(ctx, s, h, &co); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return FormatLegacy, ""
+	}
+	for _, b := range m.bundles {
+		if b.malformed != "" {
+			errs = append(errs, fmt.Errorf("bundle %s is malformed: %s", short(b.digest), b.malformed))
+		}
+	}
+	if signatures == 0 && len(errs) == 0 {
+		if attestations := len(m.bundles); attestations > 0 { // all of them verifiable statements
+			return "", fmt.Sprintf("no signatures found (%d attestation(s), which are not signatures of the image)", attestations)
+		}
+		return "", "no signatures found"
+	}
+	return "", fmt.Sprintf("no matching signature (%s)", summarize(errs))
+}
+
+// verifyBundle verifies one bundle for a against the digest h with sigstore-go, as cosign's
+// VerifyNewBundle does: signature, certificate chain and identity or key, the transparency
+// log's proof or a timestamp when the authority asks for one, and that the statement's subject
+// is this digest.
+func verifyBundle(ctx context.Context, a Authority, h v1.Hash, b *sgbundle.Bundle) (*verify.VerificationResult, error) {
+	raw, err := hex.DecodeString(h.Hex)
+	if err != nil {
+		return nil, err
+	}
+	co := a.opts
+	co.UseSignedTimestamps = a.signedTimestamps
+	if co.SigVerifier == nil && co.TrustedMaterial == nil {
+		return nil, errors.New("no trust root")
+	}
+	return cosign.VerifyNewBundle(ctx, &co, verify.WithArtifactDigest(h.Algorithm, raw), b)
+}
+
+// fetch reads both formats concurrently: the legacy .sig tag and the referrers' bundles.
+func (v *Verifier) fetch(ctx context.Context, digest name.Digest, kc authn.Keychain) *material {
 	registry := digest.Context().RegistryStr()
 	opts := []ociremote.Option{ociremote.WithRemoteOptions(v.Registry.Options(ctx, kc)...)}
+	m := &material{}
+	var wg sync.WaitGroup
+	wg.Go(func() { m.legacy, m.legacyErr = fetchLegacy(digest, opts) })
+	wg.Go(func() { m.bundles, m.bundleErr = v.fetchBundles(ctx, digest, kc) })
+	wg.Wait()
+	if m.legacyErr != nil {
+		m.legacyErr = Explain(registry, m.legacyErr)
+		m.unchecked = append(m.unchecked, "fetching legacy signatures: "+m.legacyErr.Error())
+	}
+	if m.bundleErr != nil {
+		m.bundleErr = Explain(registry, m.bundleErr)
+		m.unchecked = append(m.unchecked, "fetching signature bundles: "+m.bundleErr.Error())
+	}
+	return m
+}
+
+func fetchLegacy(digest name.Digest, opts []ociremote.Option) ([]oci.Signature, error) {
 	tag, err := ociremote.SignatureTag(digest, opts...)
 	if err != nil {
-		return Verdict{}, fmt.Errorf("locating signatures: %w", err)
+		return nil, fmt.Errorf("locating signatures: %w", err)
 	}
 	sigs, err := ociremote.Signatures(tag, opts...)
 	if err != nil {
-		return Verdict{}, fmt.Errorf("fetching signatures: %w", Explain(registry, err))
+		return nil, err
 	}
 	list, err := sigs.Get()
 	if err != nil {
-		return Verdict{}, fmt.Errorf("fetching signatures: %w", Explain(registry, err))
+		return nil, err
 	}
 	if len(list) > maxSignatures {
 		list = list[:maxSignatures]
@@ -143,37 +290,115 @@ func (v *Verifier) verify(ctx context.Context, digest name.Digest, authorities [
 	for _, s := range list {
 		c, err := static.Copy(s)
 		if err != nil {
-			return Verdict{}, fmt.Errorf("fetching signature payload: %w", Explain(registry, err))
+			return nil, fmt.Errorf("fetching signature payload: %w", err)
 		}
 		fetched = append(fetched, c)
 	}
-	h, err := v1.NewHash(digest.DigestStr())
-	if err != nil {
-		return Verdict{}, fmt.Errorf("digest %s: %w", digest.DigestStr(), err)
-	}
+	return fetched, nil
+}
 
-	var verdict Verdict
-	for _, a := range authorities {
-		if len(fetched) == 0 {
-			verdict.Failures = append(verdict.Failures, a.Name+": no signatures found")
-			continue
-		}
-		var errs []error
-		for _, s := range fetched {
-			co := a.opts
-			if _, err := cosign.VerifyImageSignature(ctx, s, h, &co); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			verdict.Verified = append(verdict.Verified, a.Name)
-			errs = nil
-			break
-		}
-		if errs != nil {
-			verdict.Failures = append(verdict.Failures, fmt.Sprintf("%s: no matching signature (%s)", a.Name, summarize(errs)))
-		}
+// bundleMediaTypePrefix starts the media type of a sigstore bundle layer.
+const bundleMediaTypePrefix = "application/vnd.dev.sigstore.bundle"
+
+// fetchBundles lists every referrer of digest (not filtered on artifactType: registries and
+// tools disagree on it, and filtering is how bundles get lost) and reads the sigstore bundles
+// among them, as cosign.GetBundles does, but bounded, concurrently, and keeping why a bundle
+// could not be read. go-containerregistry falls back to the referrers tag (sha256-<hex>) on
+// registries without the referrers API.
+func (v *Verifier) fetchBundles(ctx context.Context, digest name.Digest, kc authn.Keychain) ([]*fetchedBundle, error) {
+	ropts := v.Registry.Options(ctx, kc)
+	idx, err := remote.Referrers(digest, ropts...)
+	if err != nil {
+		return nil, err
 	}
-	return verdict, nil
+	manifest, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	refs := manifest.Manifests
+	if len(refs) > maxSignatures {
+		refs = refs[:maxSignatures]
+	}
+	out := make([]*fetchedBundle, len(refs))
+	errs := make([]error, len(refs))
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, d := range refs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i], errs[i] = readBundle(digest.Context().Digest(d.Digest.String()), ropts)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(out, func(b *fetchedBundle) bool { return b == nil }), nil
+}
+
+// readBundle returns the bundle that ref holds, nil when it is another kind of referrer (an
+// SBOM, a legacy cosign referrer), or a bundle marked malformed. The error is for the registry.
+func readBundle(ref name.Digest, ropts []remote.Option) (*fetchedBundle, error) {
+	img, err := remote.Image(ref, ropts...)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	if len(layers) != 1 {
+		return nil, nil
+	}
+	mt, err := layers[0].MediaType()
+	if err != nil || !strings.HasPrefix(string(mt), bundleMediaTypePrefix) {
+		return nil, nil
+	}
+	fb := &fetchedBundle{digest: ref.DigestStr()}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rc.Close() }()
+	raw, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	pb := &protobundle.Bundle{}
+	if err := protojson.Unmarshal(raw, pb); err != nil {
+		fb.malformed = err.Error()
+		return fb, nil
+	}
+	b, err := sgbundle.NewBundle(pb)
+	if err != nil {
+		fb.malformed = err.Error()
+		return fb, nil
+	}
+	if !b.MinVersion("v0.3") {
+		fb.malformed = "bundle version older than v0.3"
+		return fb, nil
+	}
+	env, err := b.Envelope()
+	if err != nil {
+		fb.malformed = "it holds no DSSE envelope (an image is signed with an in-toto statement)"
+		return fb, nil
+	}
+	st, err := env.Statement()
+	if err != nil {
+		fb.malformed = "its statement does not decode: " + err.Error()
+		return fb, nil
+	}
+	fb.bundle, fb.predicateType = b, st.GetPredicateType()
+	return fb, nil
+}
+
+// short is a digest cut for messages.
+func short(digest string) string {
+	if len(digest) > 19 {
+		return digest[:19]
+	}
+	return digest
 }
 
 // summarize keeps the distinct reasons signatures failed, so a message stays one line.

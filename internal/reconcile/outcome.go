@@ -96,7 +96,7 @@ func Run[S any](ctx context.Context, s S, phases ...Phase[S]) Outcome {
 func IsTerminal(err error) bool { return errors.Is(err, reconcile.TerminalError(nil)) }
 
 // Worst is the outcome that decides among phases that all ran (status reconcilers run every
-// phase so the status is whole): a terminal one over a retry over going on. Errors of several
+// phase so the status is whole): a terminal one over a retry over a wait over going on. Errors of several
 // retries are joined.
 func Worst(outcomes ...Outcome) Outcome {
 	out := Next()
@@ -106,7 +106,9 @@ func Worst(outcomes ...Outcome) Outcome {
 			out = o
 		case o.Kind == Retry && out.Kind == Retry:
 			out = Fail(errors.Join(out.Err, o.Err))
-		case o.Kind == Retry && out.Kind == Continue:
+		case o.Kind == Retry && (out.Kind == Continue || out.Kind == Waiting):
+			out = o
+		case o.Kind == Waiting && out.Kind == Continue:
 			out = o
 		}
 	}
@@ -115,7 +117,8 @@ func Worst(outcomes ...Outcome) Outcome {
 
 // Ready is the Ready condition a status reconcile's deciding outcome comes to, for an object of
 // generation gen: True (Active, message active) when it went on; False with the outcome's reason
-// when only an edit can fix it; False (ReconcileError) when it is retried.
+// when only an edit can fix it; False (ReconcileError) when it is retried; False with the
+// outcome's reason when it waits for something outside and names a reason.
 func Ready(o Outcome, gen int64, active string) metav1.Condition {
 	cond := metav1.Condition{
 		Type: fixityv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: fixityv1.ActiveReason,
@@ -126,6 +129,11 @@ func Ready(o Outcome, gen int64, active string) metav1.Condition {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
 	case Retry:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fixityv1.ReconcileErrorReason, o.Message
+	case Waiting:
+		// Something outside the object must change first (a referenced object fixed).
+		if o.Reason != "" {
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
+		}
 	}
 	return cond
 }

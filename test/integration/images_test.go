@@ -123,7 +123,8 @@ func TestSignedImagesAreAdmittedAndRecorded(t *testing.T) {
 	rec, ok, err := admitted.ReadVerified(p)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(ok).To(gomega.BeTrue(), "the pod carries its fixity.dev/verified record")
-	g.Expect(rec).To(gomega.HaveKeyWithValue("web", admitted.Image{Image: signed.String(), Authorities: []string{pol + "/release"}}))
+	g.Expect(rec).To(gomega.HaveKeyWithValue("web", admitted.Image{Image: signed.String(), Authorities: []string{pol + "/release"},
+		Formats: map[string]string{pol + "/release": images.FormatLegacy}}))
 	g.Expect(p.Annotations).To(gomega.HaveKeyWithValue(fixityv1.SpecHashAnnotation, gomega.HavePrefix("sha256:")))
 
 	unsigned := pushImage(t, "shop/web", "unsigned")
@@ -455,9 +456,10 @@ func TestManyPodsOneVerification(t *testing.T) {
 	for _, err := range errs {
 		g.Expect(err).NotTo(gomega.HaveOccurred())
 	}
-	// One signature manifest; the signature's payload layer is the only other request.
+	// One signature manifest; the signature's payload layer and the (empty) referrers list of
+	// the bundle format are the only other requests.
 	g.Expect(reg.ManifestRequests()).To(gomega.Equal(int64(1)))
-	g.Expect(reg.Requests()).To(gomega.BeNumerically("<=", 3), "requests: one for the signature manifest, one for its payload, maybe a /v2/ ping")
+	g.Expect(reg.Requests()).To(gomega.BeNumerically("<=", 5), "requests: the signature manifest, its payload, the referrers list, maybe a /v2/ ping per format")
 }
 
 // Many pods created at once by one tag under Resolve (a rollout by tag) share one lookup of the

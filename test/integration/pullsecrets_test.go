@@ -70,3 +70,33 @@ func TestPrivateRegistryUsesThePodsPullSecrets(t *testing.T) {
 	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
 	g.Expect(p.Spec.Containers[0].Image).To(gomega.Equal(host + "/private/app@" + d.DigestStr()))
 }
+
+// What was looked up with one pod's credentials is never answered from cache to a pod without
+// them: neither the digest a private tag points at nor a verdict on a private image's signatures.
+func TestCredentialsAreNotShared(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	host := privateRegistry(t, "ci", "s3cret")
+	release := newKey(t)
+	d := pushImage(t, "private/shared", "1.0", release)
+	tagged := host + "/private/shared:1.0"
+	pinned := host + "/private/shared@" + d.DigestStr()
+	ns, _ := imagePolicy(t, ctx, "images:\n  digest: Require\n  verify:\n    authorities:\n"+indentBy(keyAuthorityPEM("release", release), 4))
+	g.Expect(k8s.Create(ctx, pullSecret(ns, "regcred", host, "ci", "s3cret"))).To(gomega.Succeed())
+	withSecret := func(p *corev1.Pod) *corev1.Pod {
+		p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+		return p
+	}
+
+	// With the pull secret the denial names the digest, and the pinned image verifies.
+	err := k8s.Create(ctx, withSecret(podWithImage(ns, "tag-with-secret", tagged)))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("use " + pinned)))
+	g.Expect(k8s.Create(ctx, withSecret(podWithImage(ns, "pinned-with-secret", pinned)))).To(gomega.Succeed())
+
+	// At once, without it: the digest is not told and the cached verdict is not reused.
+	err = k8s.Create(ctx, podWithImage(ns, "tag-anonymous", tagged))
+	g.Expect(err).To(gomega.MatchError(gomega.And(
+		gomega.ContainSubstring("could not be looked up"), gomega.Not(gomega.ContainSubstring(d.DigestStr())))))
+	err = k8s.Create(ctx, podWithImage(ns, "pinned-anonymous", pinned))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("refused access")))
+}

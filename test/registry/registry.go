@@ -50,7 +50,14 @@ func Start() (*Registry, error) { return StartAt("127.0.0.1:0") }
 // loopback address such as "127.0.0.1:5001" (port 0 picks a free port).
 // Other hosts are refused because ggcr and cosign only speak plain HTTP to
 // loopback; anything else would make clients try HTTPS.
-func StartAt(addr string) (*Registry, error) {
+func StartAt(addr string) (*Registry, error) { return startAt(addr, true) }
+
+// StartWithoutReferrers serves a new, empty registry on a free loopback port
+// that has no OCI 1.1 referrers API, as many registries in use: clients fall
+// back to the referrers tag sha256-<hex> (and cosign v3 writes its bundles there).
+func StartWithoutReferrers() (*Registry, error) { return startAt("127.0.0.1:0", false) }
+
+func startAt(addr string, referrers bool) (*Registry, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("registry address %q: %w", addr, err)
@@ -67,7 +74,7 @@ func StartAt(addr string) (*Registry, error) {
 	// the per-request log is discarded because it drowns test output.
 	inner := ggcrregistry.New(
 		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
-		ggcrregistry.WithReferrersSupport(true),
+		ggcrregistry.WithReferrersSupport(referrers),
 	)
 	r.handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Counted before serving, so a client that got a response has

@@ -1,0 +1,182 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admitted"
+	"github.com/fixity-dev/fixity/internal/images"
+	"github.com/fixity-dev/fixity/test/registry"
+)
+
+const slsaProvenance = "https://slsa.dev/provenance/v1"
+
+// deniedFor is the start of the denial of image d by policy pol for the only container.
+func deniedFor(pol string, d name.Digest, verified int) string {
+	return fmt.Sprintf(`[policy %s] container "web": image %q is not signed by enough trusted authorities: %d of the 1 required verified it (%s/`, pol, d.String(), verified, pol)
+}
+
+// cosign v3 signs with a sigstore bundle stored as an OCI referrer by default; on a registry
+// without the referrers API, in the referrers fallback tag. Both are read, next to the legacy
+// .sig tag, and the record says which format verified.
+func TestBundleSignaturesWithAndWithoutReferrersAPI(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	noReferrers, err := registry.StartWithoutReferrers()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	t.Cleanup(func() { _ = noReferrers.Close() })
+	release := newKey(t)
+	ns, pol := imagePolicy(t, ctx, verifiedBy(release))
+
+	for _, r := range []struct {
+		name string
+		reg  *registry.Registry
+	}{{"referrers API", reg}, {"referrers tag", noReferrers}} {
+		d, err := r.reg.PushRandomImage(ctx, "shop/bundle", "1.0")
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(r.reg.SignBundle(ctx, d, release)).To(gomega.Succeed())
+		p := podWithImage(ns, uniqueName("bundle"), d.String())
+		g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed(), r.name)
+		rec, _, err := admitted.ReadVerified(p)
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(rec["web"].Formats).To(gomega.Equal(map[string]string{pol + "/release": images.FormatBundle}), r.name)
+
+		// An attestation signed by the same key is not a signature of the image.
+		att, err := r.reg.PushRandomImage(ctx, "shop/bundle", "attested")
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(r.reg.Attest(ctx, att, release, slsaProvenance, []byte(`{"buildDefinition":{}}`))).To(gomega.Succeed())
+		err = k8s.Create(ctx, podWithImage(ns, uniqueName("attested"), att.String()))
+		g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(deniedFor(pol, att, 0)+"release: no signatures found (1 attestation(s), which are not signatures of the image)")), r.name)
+	}
+
+	// A bundle made for another image does not verify this one.
+	other := newKey(t)
+	d := pushImage(t, "shop/bundle", "copied")
+	g.Expect(reg.SignBundle(ctx, d, other)).To(gomega.Succeed())
+	err = k8s.Create(ctx, podWithImage(ns, uniqueName("other"), d.String()))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(deniedFor(pol, d, 0) + "release: no matching signature (bundle sha256:")))
+}
+
+// The threshold counts distinct authorities, whichever format each verified with.
+func TestThresholdAcrossFormats(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	release, audit := newKey(t), newKey(t)
+	ns, pol := imagePolicy(t, ctx, "images:\n  verify:\n    threshold: 2\n    authorities:\n"+
+		indentBy(keyAuthorityPEM("release", release), 4)+"\n"+indentBy(keyAuthorityPEM("audit", audit), 4))
+	d := pushImage(t, "shop/both", "1.0", release) // legacy
+	g.Expect(reg.SignBundle(ctx, d, audit)).To(gomega.Succeed())
+	p := podWithImage(ns, "both", d.String())
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	rec, _, err := admitted.ReadVerified(p)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(rec["web"].Formats).To(gomega.Equal(map[string]string{pol + "/release": images.FormatLegacy, pol + "/audit": images.FormatBundle}))
+
+	one := pushImage(t, "shop/both", "one")
+	g.Expect(reg.SignBundle(ctx, one, audit)).To(gomega.Succeed())
+	err = k8s.Create(ctx, podWithImage(ns, "one", one.String()))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`is not signed by enough trusted authorities: 1 of the 2 required verified it`)))
+}
+
+// Keyless bundles verify offline against a trusted_root.json: the Fulcio chain, the identity,
+// the Rekor entry, and the certificate's validity at the log's time, so an image stays
+// verifiable after its short-lived certificate expires.
+func TestKeylessBundlesWithTrustedRootJSON(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ss, err := registry.NewSigstore()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	trusted, err := ss.TrustedRootJSON()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	rootNS := createNamespace(t, ctx, nil)
+	g.Expect(k8s.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: rootNS, Name: "sigstore-trust-root"},
+		Data:       map[string]string{images.TrustRootJSON: string(trusted)},
+	})).To(gomega.Succeed())
+	const subject = "release@acme.example"
+	ns, pol := imagePolicy(t, ctx, fmt.Sprintf(`images:
+  verify:
+    authorities:
+    - name: ci
+      transparencyLog: Require
+      keyless:
+        issuer: %s
+        subject: %s
+        trustRootRef: {namespace: %s, name: sigstore-trust-root}
+`, ciIssuer, subject, rootNS))
+
+	good := pushImage(t, "shop/keyless-bundle", "good")
+	g.Expect(reg.SignKeylessBundle(ctx, good, ss, registry.Keyless{Issuer: ciIssuer, Subject: subject})).To(gomega.Succeed())
+	p := podWithImage(ns, "good", good.String())
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	rec, _, err := admitted.ReadVerified(p)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(rec["web"].Formats).To(gomega.Equal(map[string]string{pol + "/ci": images.FormatBundle}))
+
+	// Signed two hours ago with a 10-minute certificate, logged while it was valid.
+	issued := time.Now().Add(-2 * time.Hour)
+	old := pushImage(t, "shop/keyless-bundle", "old")
+	g.Expect(reg.SignKeylessBundle(ctx, old, ss, registry.Keyless{Issuer: ciIssuer, Subject: subject, IssuedAt: issued, LoggedAt: issued.Add(5 * time.Minute)})).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, podWithImage(ns, "old", old.String()))).To(gomega.Succeed(), "an expired certificate valid at the log's time verifies")
+
+	for _, tc := range []struct {
+		name string
+		k    registry.Keyless
+		want string
+	}{
+		{"logged after the certificate expired", registry.Keyless{Issuer: ciIssuer, Subject: subject, IssuedAt: issued, LoggedAt: issued.Add(time.Hour)}, "certificate"},
+		{"another identity", registry.Keyless{Issuer: ciIssuer, Subject: "mallory@evil.example"}, "mallory@evil.example"},
+		{"another issuer", registry.Keyless{Issuer: "https://accounts.example.com", Subject: subject}, "https://accounts.example.com"},
+		{"tampered statement", registry.Keyless{Issuer: ciIssuer, Subject: subject, Tamper: true}, "bundle sha256:"},
+		{"an attestation, not a signature", registry.Keyless{Issuer: ciIssuer, Subject: subject, PredicateType: slsaProvenance}, "no signatures found (1 attestation(s)"},
+	} {
+		d := pushImage(t, "shop/keyless-bundle", "bad")
+		g.Expect(reg.SignKeylessBundle(ctx, d, ss, tc.k)).To(gomega.Succeed(), tc.name)
+		err := k8s.Create(ctx, podWithImage(ns, uniqueName("bad"), d.String()))
+		g.Expect(err).To(gomega.MatchError(gomega.And(
+			gomega.ContainSubstring(deniedFor(pol, d, 0)+"ci: "),
+			gomega.ContainSubstring(tc.want))), tc.name)
+	}
+}
+
+// A trust root that does not parse is a condition on the policy and a denial naming it, never
+// an allow.
+func TestMalformedTrustRoot(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	rootNS := createNamespace(t, ctx, nil)
+	g.Expect(k8s.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: rootNS, Name: "broken-root"},
+		Data:       map[string]string{images.TrustRootJSON: `{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": [`},
+	})).To(gomega.Succeed())
+	label := uniqueName("img")
+	ns := createNamespace(t, ctx, map[string]string{"fixity.dev/test": label})
+	pol := uniqueName("images")
+	createPolicy(t, ctx, policyYAML(pol, fmt.Sprintf(`match:
+  namespaceSelector: {matchLabels: {fixity.dev/test: %s}}
+images:
+  verify:
+    authorities:
+    - name: ci
+      keyless:
+        issuer: %s
+        subject: release@acme.example
+        trustRootRef: {namespace: %s, name: broken-root}
+`, label, ciIssuer, rootNS)))
+	g.Eventually(readyCondition(ctx, pol), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status", metav1.ConditionFalse),
+		gomega.HaveField("Reason", fixityv1.AuthoritiesUnusableReason),
+		gomega.HaveField("Message", gomega.ContainSubstring(`spec.images.verify.authorities[0] (ci): keyless.trustRootRef: ConfigMap `+rootNS+`/broken-root: "trusted_root.json" is not a sigstore trusted root`)),
+	))
+	d := pushImage(t, "shop/broken-root", "1.0")
+	err := k8s.Create(ctx, podWithImage(ns, "web", d.String()))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`"trusted_root.json" is not a sigstore trusted root`)))
+}
