@@ -7,6 +7,7 @@ import (
 	"github.com/fixity-dev/fixity/webhooks/accessgrant"
 	"github.com/fixity-dev/fixity/webhooks/podaccess"
 	"github.com/fixity-dev/fixity/webhooks/pods"
+	"github.com/fixity-dev/fixity/webhooks/policies"
 	"github.com/fixity-dev/fixity/webhooks/workloads"
 )
 
@@ -19,5 +20,6 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 	workloads.Register(mgr, d.Matcher, d.Checks)
 	podaccess.Register(mgr, d.Matcher, d.Access)
 	accessgrant.Register(mgr, d.Matcher, d.Self.Username)
+	policies.Register(mgr)
 	return nil
 }

@@ -167,6 +167,7 @@ type ImageRules struct {
 
 // VerifyRules say which signatures each image digest must carry.
 // +kubebuilder:validation:XValidation:rule="self.threshold <= size(self.authorities)",message="threshold must not exceed the number of authorities"
+// +kubebuilder:validation:XValidation:rule="!has(self.attestations) || self.attestations.all(a, !has(a.authorities) || a.authorities.all(n, self.authorities.exists(x, x.name == n)))",message="attestations[].authorities must name authorities of this policy"
 type VerifyRules struct {
 	// threshold is how many distinct authorities must verify each image.
 	// +kubebuilder:default=1
@@ -182,6 +183,58 @@ type VerifyRules struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +required
 	Authorities []Authority `json:"authorities"`
+
+	// attestations are the in-toto attestations every image must carry, each signed by one of
+	// its authorities and meeting its conditions.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Attestations []AttestationRule `json:"attestations,omitempty"`
+}
+
+// AttestationRule is one in-toto attestation images must carry.
+type AttestationRule struct {
+	// name identifies the attestation in messages and in fixity.dev/verified.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// predicateType is the statement's predicate type, such as https://slsa.dev/provenance/v1.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	PredicateType string `json:"predicateType"`
+
+	// authorities name the authorities of this policy that may sign it; omitted, any of them.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=63
+	// +optional
+	Authorities []string `json:"authorities,omitempty"`
+
+	// conditions are CEL expressions over `predicate` (the statement's predicate) and
+	// `statement` (the whole in-toto statement); every one must be true.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Conditions []AttestationCondition `json:"conditions,omitempty"`
+}
+
+// AttestationCondition is one CEL condition on an attestation.
+type AttestationCondition struct {
+	// expression is a CEL expression that must evaluate to true.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	// +required
+	Expression string `json:"expression"`
+
+	// message is shown when the expression is false; omitted, the expression is shown.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // Authority is one key or keyless identity that may sign images.

@@ -207,6 +207,9 @@ func (r *Reconciler) reconcileSpec(_ context.Context, p *fixityv1.ImmutabilityPo
 			}
 		}
 	}
+	if _, err := images.CompileAttestations(p); err != nil {
+		problems = append(problems, err)
+	}
 	if len(problems) > 0 {
 		return reconcile.Invalid(fixityv1.InvalidSpecReason, errors.Join(problems...))
 	}

@@ -21,6 +21,8 @@ type Image struct {
 	// Formats say, per authority, which signature format verified it: "bundle" (a sigstore
 	// bundle, cosign v3) or "legacy" (the .sig tag, cosign v2).
 	Formats map[string]string `json:"formats,omitempty"`
+	// Attestations are the "policy/attestation" rules the image met.
+	Attestations []string `json:"attestations,omitempty"`
 }
 
 // Verified is the fixity.dev/verified record: per container name, the admitted image.

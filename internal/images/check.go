@@ -34,6 +34,8 @@ const (
 	RuleRegistries = "images.allowedRegistries"
 	RuleDigest     = "images.digest"
 	RuleVerify     = "images.verify"
+	// RuleAttestations is images.verify.attestations.
+	RuleAttestations = "images.verify.attestations"
 )
 
 // Keys and trust roots are read from Secrets and ConfigMaps named in policies; pull secrets and
@@ -116,11 +118,15 @@ func (m *Images) CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, r
 	if err != nil {
 		return []admit.Violation{transient(admit.New(p, RuleVerify, "", "images cannot be verified: %v", err))}
 	}
+	attestations, err := compiledAttestations(p)
+	if err != nil {
+		return []admit.Violation{admit.New(p, RuleAttestations, "", "images cannot be verified: %v", err)}
+	}
 	kc := m.Keychains.ForPod(ctx, req.Pod)
 	results := make([][]admit.Violation, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
-		wg.Go(func() { results[i] = m.checkContainer(ctx, p, req, c.name, *c.image, authorities, kc) })
+		wg.Go(func() { results[i] = m.checkContainer(ctx, p, req, c.name, *c.image, authorities, attestations, kc) })
 	}
 	wg.Wait()
 	var out []admit.Violation
@@ -131,7 +137,7 @@ func (m *Images) CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, r
 }
 
 func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPolicy, req *admit.Request, cname, image string,
-	authorities []Authority, kc authn.Keychain) []admit.Violation {
+	authorities []Authority, attestations []Attestation, kc authn.Keychain) []admit.Violation {
 	rules := p.Spec.Images
 	ref, err := Parse(image)
 	if err != nil {
@@ -184,7 +190,7 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 	if threshold < 1 {
 		threshold = 1
 	}
-	verdict, err := m.Verifier.Verify(ctx, digest, scope(p), authorities, kc)
+	verdict, err := m.Verifier.Verify(ctx, digest, scope(p), authorities, attestations, kc)
 	if err != nil {
 		return append(out, transient(admit.New(p, RuleVerify, cname, "signatures of image %q could not be checked: %v", digest.String(), err)))
 	}
@@ -195,6 +201,12 @@ func (m *Images) checkContainer(ctx context.Context, p *fixityv1.ImmutabilityPol
 	if len(verdict.Verified) < threshold {
 		return append(out, admit.New(p, RuleVerify, cname, "image %q is not signed by enough trusted authorities: %d of the %d required verified it (%s)",
 			digest.String(), len(verdict.Verified), threshold, strings.Join(verdict.Failures, "; ")))
+	}
+	if len(verdict.Unattested) > 0 {
+		v := admit.New(p, RuleAttestations, cname, "image %q lacks required attestations: attestation %s",
+			digest.String(), strings.Join(verdict.Unattested, "; attestation "))
+		v.Transient = len(verdict.Unchecked) > 0
+		return append(out, v)
 	}
 	return out
 }
@@ -401,11 +413,16 @@ func (m *Images) record(ctx context.Context, policies []fixityv1.ImmutabilityPol
 		if err != nil {
 			continue
 		}
-		verdict, err := m.Verifier.Verify(ctx, digest, scope(p), authorities, kc)
+		attestations, err := compiledAttestations(p)
+		if err != nil {
+			continue
+		}
+		verdict, err := m.Verifier.Verify(ctx, digest, scope(p), authorities, attestations, kc)
 		if err != nil {
 			continue
 		}
 		entry.Authorities = append(entry.Authorities, verdict.Verified...)
+		entry.Attestations = append(entry.Attestations, verdict.Attested...)
 		for _, a := range verdict.Verified {
 			if entry.Formats == nil {
 				entry.Formats = map[string]string{}

@@ -127,7 +127,7 @@ func TestVerifyFailsClearlyOnHostileRegistries(t *testing.T) {
 				t.Fatal(err)
 			}
 			v := &Verifier{Registry: &Registry{MaxResponseBytes: tc.limit}}
-			_, err = v.Verify(ctx, d, "scope", authorities, nil)
+			_, err = v.Verify(ctx, d, "scope", authorities, nil, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Verify: err = %v, want it to contain %q", err, tc.want)
 			}

@@ -63,6 +63,10 @@ type Verdict struct {
 	Failures []string
 	// Unchecked says why one signature format could not be read; such a verdict is not cached.
 	Unchecked []string
+	// Attested are the names of the attestation rules ("policy/attestation") the image meets.
+	Attested []string
+	// Unattested say, per attestation rule not met, why.
+	Unattested []string
 }
 
 // Verifier verifies cosign signatures of image digests, caching verdicts per (digest, policy
@@ -78,7 +82,7 @@ type Verifier struct {
 // Verify checks the signatures of digest against authorities. scope identifies the policy
 // generation the authorities come from. The error is for a verification that could not be
 // done (registry unreachable); a verification that ran and failed is a Verdict with failures.
-func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string, authorities []Authority, kc authn.Keychain) (Verdict, error) {
+func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string, authorities []Authority, attestations []Attestation, kc authn.Keychain) (Verdict, error) {
 	v.once.Do(func() { v.verdicts = cache.NewLRUExpireCache(cacheSize) })
 	keyParts := []string{digest.String(), scope, keychainID(kc)}
 	for _, a := range authorities {
@@ -93,14 +97,14 @@ func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string,
 		if cached, ok := v.verdicts.Get(key); ok {
 			return cached.(Verdict), nil
 		}
-		verdict, err := v.verify(vctx, digest, authorities, kc)
+		verdict, err := v.verify(vctx, digest, authorities, attestations, kc)
 		if err != nil {
 			verifications.WithLabelValues("error").Inc()
 			return Verdict{}, err
 		}
 		ttl := verifiedTTL
 		result := "verified"
-		if len(verdict.Failures) > 0 {
+		if len(verdict.Failures) > 0 || len(verdict.Unattested) > 0 {
 			ttl, result = rejectedTTL, "rejected"
 		}
 		verifications.WithLabelValues(result).Inc()
@@ -166,7 +170,7 @@ type fetchedBundle struct {
 
 // verify fetches the signatures of digest once and checks them against every authority. Both
 // formats count: an authority is verified by a bundle or by a legacy signature.
-func (v *Verifier) verify(ctx context.Context, digest name.Digest, authorities []Authority, kc authn.Keychain) (Verdict, error) {
+func (v *Verifier) verify(ctx context.Context, digest name.Digest, authorities []Authority, attestations []Attestation, kc authn.Keychain) (Verdict, error) {
 	h, err := v1.NewHash(digest.DigestStr())
 	if err != nil {
 		return Verdict{}, fmt.Errorf("digest %s: %w", digest.DigestStr(), err)
@@ -187,6 +191,13 @@ func (v *Verifier) verify(ctx context.Context, digest name.Digest, authorities [
 		}
 		verdict.Verified = append(verdict.Verified, a.Name)
 		verdict.Formats[a.Name] = format
+	}
+	for _, a := range attestations {
+		if why := checkAttestation(ctx, a, authorities, h, m); why != "" {
+			verdict.Unattested = append(verdict.Unattested, a.Name+": "+why)
+			continue
+		}
+		verdict.Attested = append(verdict.Attested, a.Name)
 	}
 	return verdict, nil
 }

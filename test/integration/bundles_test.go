@@ -180,3 +180,87 @@ images:
 	err := k8s.Create(ctx, podWithImage(ns, "web", d.String()))
 	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`"trusted_root.json" is not a sigstore trusted root`)))
 }
+
+// Attestations: each rule's predicate type, signed by one of the authorities it allows, meeting
+// every CEL condition; the denial names the attestation and the failed condition's message.
+func TestAttestationsWithConditions(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	release, audit := newKey(t), newKey(t)
+	ns, pol := imagePolicy(t, ctx, "images:\n  verify:\n    authorities:\n"+
+		indentBy(keyAuthorityPEM("release", release), 4)+"\n"+indentBy(keyAuthorityPEM("audit", audit), 4)+`
+    attestations:
+    - name: provenance
+      predicateType: `+slsaProvenance+`
+      authorities: [release]
+      conditions:
+      - expression: 'predicate.runDetails.builder.id.startsWith("https://github.com/acme/")'
+        message: built by the acme release workflow
+`)
+	provenance := func(builder string) []byte {
+		return fmt.Appendf(nil, `{"buildDefinition":{"buildType":"https://actions.github.io/buildtypes/workflow/v1"},"runDetails":{"builder":{"id":%q}}}`, builder)
+	}
+	image := func(tag string) name.Digest {
+		d := pushImage(t, "shop/attested", tag)
+		g.Expect(reg.SignBundle(ctx, d, release)).To(gomega.Succeed())
+		return d
+	}
+
+	good := image("good")
+	g.Expect(reg.Attest(ctx, good, release, slsaProvenance, provenance("https://github.com/acme/release"))).To(gomega.Succeed())
+	p := podWithImage(ns, "good", good.String())
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	rec, _, err := admitted.ReadVerified(p)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(rec["web"].Attestations).To(gomega.Equal([]string{pol + "/provenance"}))
+
+	for _, tc := range []struct {
+		name          string
+		signer        *registry.Key
+		predicateType string
+		predicate     []byte
+		want          string
+	}{
+		{"none", nil, "", nil, "no attestation of predicate type " + slsaProvenance + " found"},
+		{"another predicate type", release, "https://spdx.dev/Document", []byte(`{"spdxVersion":"SPDX-2.3"}`), "no attestation of predicate type " + slsaProvenance + " found"},
+		{"failed condition", release, slsaProvenance, provenance("https://github.com/mallory/build"), `condition failed: "built by the acme release workflow"`},
+		{"field missing", release, slsaProvenance, []byte(`{"buildDefinition":{}}`), `condition failed: "built by the acme release workflow" (no such key: runDetails)`},
+		{"signed by an authority it does not allow", audit, slsaProvenance, provenance("https://github.com/acme/release"), "is not signed by an authority it allows (" + pol + "/release: "},
+	} {
+		d := image("bad")
+		if tc.signer != nil {
+			g.Expect(reg.Attest(ctx, d, tc.signer, tc.predicateType, tc.predicate)).To(gomega.Succeed(), tc.name)
+		}
+		err := k8s.Create(ctx, podWithImage(ns, uniqueName("bad"), d.String()))
+		g.Expect(err).To(gomega.MatchError(gomega.And(
+			gomega.ContainSubstring(fmt.Sprintf(`[policy %s] container "web": image %q lacks required attestations: attestation %s/provenance: `, pol, d.String(), pol)),
+			gomega.ContainSubstring(tc.want))), tc.name)
+	}
+}
+
+// A condition that does not compile rejects the policy at apply time, naming the field; an
+// attestation naming an authority the policy lacks is rejected by the schema.
+func TestAttestationRulesAreCheckedAtApply(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	spec := func(authority, expression string) string {
+		return fmt.Sprintf(`images:
+  verify:
+    authorities:
+    - name: release
+      key: {secretRef: {namespace: default, name: cosign-pub}}
+    attestations:
+    - name: provenance
+      predicateType: %s
+      authorities: [%s]
+      conditions:
+      - expression: '%s'
+`, slsaProvenance, authority, expression)
+	}
+	err := k8s.Create(ctx, fromYAML(t, policyYAML(uniqueName("bad-cel"), spec("release", `predicate.builder.id.startsWith(`))))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`admission webhook "immutabilitypolicies.fixity.dev" denied the request: policy bad-cel-`)))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`spec.images.verify.attestations[0].conditions[0].expression: ERROR`)))
+
+	err = k8s.Create(ctx, fromYAML(t, policyYAML(uniqueName("bad-authority"), spec("ci", `true`))))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("attestations[].authorities must name authorities of this policy")))
+}

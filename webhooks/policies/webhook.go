@@ -1,0 +1,39 @@
+package policies
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/images"
+)
+
+// Path the webhook is served on; it must match the marker below.
+const Path = "/validate-fixity-dev-v1alpha1-immutabilitypolicy"
+
+// +kubebuilder:webhook:path=/validate-fixity-dev-v1alpha1-immutabilitypolicy,mutating=false,failurePolicy=ignore,sideEffects=None,groups=fixity.dev,resources=immutabilitypolicies,verbs=create;update,versions=v1alpha1,name=immutabilitypolicies.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+// Handler rejects a policy whose attestation conditions do not compile.
+type Handler struct{}
+
+// Handle compiles the policy's conditions as admission will.
+func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Response {
+	p := &fixityv1.ImmutabilityPolicy{}
+	if err := json.Unmarshal(req.Object.Raw, p); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if _, err := images.CompileAttestations(p); err != nil {
+		return admission.Denied(err.Error())
+	}
+	return admission.Allowed("")
+}
+
+// Register serves the webhook on mgr's webhook server.
+func Register(mgr ctrl.Manager) {
+	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: &Handler{}})
+}
