@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admitted"
 	"github.com/fixity-dev/fixity/internal/metrics"
 )
 
@@ -24,7 +25,8 @@ type Violation struct {
 	Mode fixityv1.PolicyMode
 	// Rule names the rule for metrics, e.g. "images.digest" or "runtime.privileged".
 	Rule string
-	// Container is the container concerned; empty for pod-level rules.
+	// Container is the container concerned (admitted.VolumeKey for an image volume); empty for
+	// pod-level rules.
 	Container string
 	// Message says what is wrong and how to fix it.
 	Message string
@@ -35,6 +37,9 @@ type Violation struct {
 
 // String is the line the user reads: [policy NAME] container "C": MESSAGE.
 func (v Violation) String() string {
+	if volume, ok := admitted.VolumeName(v.Container); ok {
+		return fmt.Sprintf("[policy %s] volume %q: %s", v.Policy, volume, v.Message)
+	}
 	if v.Container != "" {
 		return fmt.Sprintf("[policy %s] container %q: %s", v.Policy, v.Container, v.Message)
 	}

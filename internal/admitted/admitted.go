@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -25,7 +26,18 @@ type Image struct {
 	Attestations []string `json:"attestations,omitempty"`
 }
 
-// Verified is the fixity.dev/verified record: per container name, the admitted image.
+// VolumePrefix starts the record key of an image volume, "volume/<name>": a slash is never in
+// a container's name, so a volume and a container of the same name do not collide.
+const VolumePrefix = "volume/"
+
+// VolumeKey is the record key of the image volume named name.
+func VolumeKey(name string) string { return VolumePrefix + name }
+
+// VolumeName is the volume name of a record key, and whether the key is a volume's.
+func VolumeName(key string) (string, bool) { return strings.CutPrefix(key, VolumePrefix) }
+
+// Verified is the fixity.dev/verified record: per container name (or VolumeKey of an image
+// volume), the admitted image.
 type Verified map[string]Image
 
 // Encode returns the annotation value.

@@ -127,6 +127,11 @@ func admittedDigests(pod *corev1.Pod) (map[string]name.Digest, error) {
 	for _, c := range pod.Spec.Containers {
 		add(c.Name, c.Image)
 	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Image != nil {
+			add(admitted.VolumeKey(v.Name), v.Image.Reference)
+		}
+	}
 	return out, nil
 }
 
@@ -167,6 +172,29 @@ func (d *Detector) imageDigest(ctx context.Context, pod *corev1.Pod) ([]Finding,
 		}
 		if !same {
 			out = append(out, Finding{fixityv1.CheckImageDigest, fmt.Sprintf("container %q runs %s, not the admitted %s", st.Name, running, adm.DigestStr())})
+		}
+	}
+	// Image volumes, where the kubelet reports what it mounted (ImageVolumeWithDigest): each
+	// container that mounts one says so; one finding per volume is enough.
+	seen := map[string]bool{}
+	for _, st := range statuses {
+		for _, m := range st.VolumeMounts {
+			if m.VolumeStatus == nil || m.VolumeStatus.Image == nil || seen[m.Name] {
+				continue
+			}
+			adm, ok := want[admitted.VolumeKey(m.Name)]
+			running, known := RunningDigest(m.VolumeStatus.Image.ImageRef)
+			if !ok || !known || running == adm.DigestStr() {
+				continue
+			}
+			seen[m.Name] = true
+			same, err := d.sameImage(ctx, pod, adm, running)
+			if err != nil {
+				return nil, err
+			}
+			if !same {
+				out = append(out, Finding{fixityv1.CheckImageDigest, fmt.Sprintf("image volume %q mounts %s, not the admitted %s", m.Name, running, adm.DigestStr())})
+			}
 		}
 	}
 	return out, nil

@@ -29,7 +29,8 @@ const savedKey = "pod.json"
 func SavedName(uid types.UID) string { return "fixity-recreate-" + string(uid) }
 
 // AdmittedSpec is the pod as it was admitted, to be created afresh: each container's image is
-// the one in its fixity.dev/verified record (an image changed in place does not come back),
+// the one in its fixity.dev/verified record (an image changed in place does not come back), and
+// so is each image volume's,
 // the operator's annotations are dropped (admission writes them again for the new pod), and
 // ephemeral containers and the node are left out.
 func AdmittedSpec(pod *corev1.Pod) (*corev1.Pod, error) {
@@ -58,6 +59,13 @@ func AdmittedSpec(pod *corev1.Pod) (*corev1.Pod, error) {
 		for i := range cs {
 			if e, ok := rec[cs[i].Name]; ok && e.Image != "" {
 				cs[i].Image = e.Image
+			}
+		}
+	}
+	for i := range fresh.Spec.Volumes {
+		if v := fresh.Spec.Volumes[i].Image; v != nil {
+			if e, ok := rec[admitted.VolumeKey(fresh.Spec.Volumes[i].Name)]; ok && e.Image != "" {
+				v.Reference = e.Image
 			}
 		}
 	}

@@ -62,8 +62,8 @@ type Images struct {
 	lookups singleflight.Group
 }
 
-// container is one container of a pod, whichever list it is in, with a pointer to its image
-// so the mutator can rewrite it.
+// container is one container of a pod, whichever list it is in, or an image volume (named by
+// admitted.VolumeKey), with a pointer to its image so the mutator can rewrite it.
 type container struct {
 	name  string
 	image *string
@@ -79,6 +79,12 @@ func containers(pod *corev1.Pod) []container {
 	}
 	for i := range pod.Spec.EphemeralContainers {
 		out = append(out, container{pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].Image})
+	}
+	// Image volumes mount an image's content into the pod: it runs as surely as a container's.
+	for i := range pod.Spec.Volumes {
+		if v := pod.Spec.Volumes[i].Image; v != nil && v.Reference != "" {
+			out = append(out, container{admitted.VolumeKey(pod.Spec.Volumes[i].Name), &v.Reference})
+		}
 	}
 	return out
 }
@@ -448,7 +454,8 @@ func setAnnotation(pod *corev1.Pod, k, v string) {
 // characters, so a very long container name is shortened with a hash to stay unique.
 func originalImageKey(container string) string {
 	const prefix = "original-image."
-	n := prefix + container
+	// "volume/data" is "volume.data": a dot is never in a container's name either.
+	n := prefix + strings.ReplaceAll(container, "/", ".")
 	if len(n) > 63 {
 		sum := sha256.Sum256([]byte(container))
 		n = n[:54] + "-" + hex.EncodeToString(sum[:4])

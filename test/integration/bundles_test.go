@@ -264,3 +264,48 @@ func TestAttestationRulesAreCheckedAtApply(t *testing.T) {
 	err = k8s.Create(ctx, fromYAML(t, policyYAML(uniqueName("bad-authority"), spec("ci", `true`))))
 	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("attestations[].authorities must name authorities of this policy")))
 }
+
+// Image volumes are images the pod runs as surely as its containers': digest, registry,
+// signature and attestation rules apply to them, at pod and workload level, and Resolve pins them.
+func TestImageVolumesAreVerified(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	release := newKey(t)
+	ns, pol := imagePolicy(t, ctx, verifiedBy(release))
+	app := pushImage(t, "shop/app", "1.0", release)
+	withVolume := func(p *corev1.Pod, reference string) *corev1.Pod {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "models",
+			VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: reference, PullPolicy: corev1.PullIfNotPresent}}})
+		p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "models", MountPath: "/models"})
+		return p
+	}
+
+	models := pushImage(t, "shop/models", "v1")
+	g.Expect(reg.SignBundle(ctx, models, release)).To(gomega.Succeed())
+	p := withVolume(podWithImage(ns, "tagged", app.String()), reg.Host()+"/shop/models:v1")
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	g.Expect(p.Spec.Volumes[0].Image.Reference).To(gomega.Equal(models.String()), "Resolve pins the volume's tag")
+	rec, _, err := admitted.ReadVerified(p)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(rec).To(gomega.HaveKeyWithValue(admitted.VolumeKey("models"), gomega.HaveField("Formats", map[string]string{pol + "/release": images.FormatBundle})))
+
+	unsigned := pushImage(t, "shop/models", "unsigned")
+	err = k8s.Create(ctx, withVolume(podWithImage(ns, "unsigned", app.String()), unsigned.String()))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(
+		fmt.Sprintf(`[policy %s] volume "models": image %q is not signed by enough trusted authorities`, pol, unsigned.String()))))
+
+	dep := fromYAML(t, fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: models, namespace: %s}
+spec:
+  selector: {matchLabels: {app: models}}
+  template:
+    metadata: {labels: {app: models}}
+    spec:
+      containers: [{name: web, image: %q, volumeMounts: [{name: models, mountPath: /models}]}]
+      volumes: [{name: models, image: {reference: %q}}]
+`, ns, app.String(), unsigned.String()))
+	err = k8s.Create(ctx, dep)
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(
+		fmt.Sprintf(`[policy %s] volume "models": image %q is not signed by enough trusted authorities`, pol, unsigned.String()))))
+}
