@@ -67,6 +67,9 @@ up() {
   $kubectl -n shop get pods -l app=web \
     -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,IMAGE:.spec.containers[0].image,VERIFIED:.metadata.annotations.fixity\.dev/verified'
 
+  step "A cosign v2 signature (the legacy .sig tag) counts too: $LEGACY_TAG, server-side dry run"
+  $kubectl -n shop run legacy --image="$LEGACY_TAG" --dry-run=server -o jsonpath='fixity.dev/verified: {.metadata.annotations.fixity\.dev/verified}{"\n"}'
+
   drift
   breakglass
   nodes
@@ -82,7 +85,8 @@ Fixity is running against a local cluster. Try:
   tail -f $dir/manager.log            # the operator's log
   ls $dir/cluster/*.log               # the control plane's logs
 As a developer:  kubectl --kubeconfig $dir/alice.kubeconfig -n shop get accessgrants   (bob: $dir/bob.kubeconfig)
-Images in the local registry ($REGISTRY): $SIGNED_TAG (signed, key $dir/cosign.pub), $UNSIGNED_TAG (unsigned).
+Images in the local registry ($REGISTRY): $SIGNED_TAG (signed with a cosign v3 bundle and attested, key $dir/cosign.pub),
+  $LEGACY_TAG (signed the cosign v2 way and attested), $UNSIGNED_TAG (unsigned).
 Stop everything with: make demo-down
 TXT
 }

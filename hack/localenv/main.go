@@ -157,7 +157,7 @@ func addUsers(c *cluster.Cluster, dir string, names ...string) error {
 	return nil
 }
 
-// pushDemoImages pushes a signed and an unsigned image and returns shell assignments naming them
+// pushDemoImages pushes a signed and attested image (bundles), one signed the legacy way, and an unsigned image and returns shell assignments naming them
 // by tag and by digest, for the demo script.
 func pushDemoImages(ctx context.Context, reg *registry.Registry, dir string) (string, error) {
 	key, err := registry.GenerateKey()
@@ -167,11 +167,27 @@ func pushDemoImages(ctx context.Context, reg *registry.Registry, dir string) (st
 	if err := writeFile(filepath.Join(dir, "cosign.pub"), string(key.PublicPEM)); err != nil {
 		return "", err
 	}
+	// As a team on current tooling does: cosign v3's default bundle, and SLSA provenance.
 	signed, err := reg.PushRandomImage(ctx, "shop/web", "1.0")
 	if err != nil {
 		return "", err
 	}
-	if err := reg.Sign(ctx, signed, key); err != nil {
+	if err := reg.SignBundle(ctx, signed, key); err != nil {
+		return "", err
+	}
+	provenance := []byte(`{"buildDefinition":{"buildType":"https://actions.github.io/buildtypes/workflow/v1"},"runDetails":{"builder":{"id":"https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"}}}`)
+	if err := reg.Attest(ctx, signed, key, "https://slsa.dev/provenance/v1", provenance); err != nil {
+		return "", err
+	}
+	// As a team still on cosign v2 does: the legacy .sig tag.
+	legacy, err := reg.PushRandomImage(ctx, "shop/legacy", "1.0")
+	if err != nil {
+		return "", err
+	}
+	if err := reg.Sign(ctx, legacy, key); err != nil {
+		return "", err
+	}
+	if err := reg.Attest(ctx, legacy, key, "https://slsa.dev/provenance/v1", provenance); err != nil {
 		return "", err
 	}
 	unsigned, err := reg.PushRandomImage(ctx, "shop/unsigned", "1.0")
@@ -182,6 +198,7 @@ func pushDemoImages(ctx context.Context, reg *registry.Registry, dir string) (st
 	fmt.Fprintf(&b, "REGISTRY=%s\n", reg.Host())
 	fmt.Fprintf(&b, "SIGNED_TAG=%s/shop/web:1.0\nSIGNED_DIGEST=%s\n", reg.Host(), signed.String())
 	fmt.Fprintf(&b, "UNSIGNED_TAG=%s/shop/unsigned:1.0\nUNSIGNED_DIGEST=%s\n", reg.Host(), unsigned.String())
+	fmt.Fprintf(&b, "LEGACY_TAG=%s/shop/legacy:1.0\n", reg.Host())
 	return b.String(), nil
 }
 

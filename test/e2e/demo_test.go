@@ -52,7 +52,8 @@ func TestDemo(t *testing.T) {
 	g.Expect(out).To(gomega.ContainSubstring("is not signed by enough trusted authorities: 0 of the 1 required verified it (production/release: no signatures found)"))
 	g.Expect(out).To(gomega.ContainSubstring(`deployment "web" successfully rolled out`))
 	g.Expect(out).To(gomega.MatchRegexp(`Deployment template image \(as applied\): 127\.0\.0\.1:\d+/shop/web:1\.0`))
-	g.Expect(out).To(gomega.MatchRegexp(`web-\S+\s+kwok-node-\d\s+127\.0\.0\.1:\d+/shop/web@sha256:[0-9a-f]{64}\s+\{"web":\{"image":"[^"]+","authorities":\["production/release"\]\}\}`))
+	g.Expect(out).To(gomega.MatchRegexp(`web-\S+\s+kwok-node-\d\s+127\.0\.0\.1:\d+/shop/web@sha256:[0-9a-f]{64}\s+\{"web":\{"image":"[^"]+","authorities":\["production/release"\],"formats":\{"production/release":"bundle"\},"attestations":\["production/provenance"\]\}\}`))
+	g.Expect(out).To(gomega.MatchRegexp(`fixity.dev/verified: \{"legacy":\{"image":"127\.0\.0\.1:\d+/shop/legacy@sha256:[0-9a-f]{64}","authorities":\["production/release"\],"formats":\{"production/release":"legacy"\},"attestations":\["production/provenance"\]\}\}`))
 	g.Expect(out).To(gomega.ContainSubstring("make demo-down"))
 	// The break-glass part: exec denied, alice's grant lets her in and not bob, it expires and
 	// the pod she touched is marked for replacement.

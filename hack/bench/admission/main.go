@@ -124,18 +124,31 @@ func run(n, cold int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("signing %d images for the cold scenario...\n", cold+5)
-	var fresh []string
+	fmt.Printf("signing %d images for each cold scenario...\n", cold+5)
+	var fresh, freshBundle, freshAttested []string
 	for range cold + 5 {
 		d, err := pushSigned(ctx, reg, key, "bench/cold")
 		if err != nil {
 			return err
 		}
 		fresh = append(fresh, d)
+		b, err := pushBundleSigned(ctx, reg, key, "bench/cold-bundle", false)
+		if err != nil {
+			return err
+		}
+		freshBundle = append(freshBundle, b)
+		a, err := pushBundleSigned(ctx, reg, key, "bench/cold-attested", true)
+		if err != nil {
+			return err
+		}
+		freshAttested = append(freshAttested, a)
 	}
 
-	const ns = "bench"
+	const ns, attNS = "bench", "bench-attested"
 	if err := c.CreateNamespace(ctx, ns); err != nil {
+		return err
+	}
+	if err := c.CreateNamespace(ctx, attNS); err != nil {
 		return err
 	}
 	policy := &fixityv1.ImmutabilityPolicy{
@@ -153,7 +166,15 @@ func run(n, cold int) error {
 	if err != nil {
 		return err
 	}
-	creates := func(name string, images func(i int) string, count int) (result, error) {
+	// The same policy, for its own namespace, also requiring SLSA provenance.
+	attested := policy.DeepCopy()
+	attested.Name = "bench-attested"
+	attested.Spec.Match.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] = attNS
+	attested.Spec.Images.Verify.Attestations = []fixityv1.AttestationRule{{
+		Name: "provenance", PredicateType: slsaProvenance,
+		Conditions: []fixityv1.AttestationCondition{{Expression: `predicate.runDetails.builder.id.startsWith("https://github.com/acme/")`}},
+	}}
+	createsIn := func(ns, name string, images func(i int) string, count int) (result, error) {
 		r := result{name: name}
 		for i := range count + 5 {
 			pod := &corev1.Pod{
@@ -170,12 +191,21 @@ func run(n, cold int) error {
 		}
 		return r, k8s.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns))
 	}
+	creates := func(name string, images func(i int) string, count int) (result, error) {
+		return createsIn(ns, name, images, count)
+	}
 	same := func(int) string { return signed }
 	// The policy is there from the start: without Fixity's webhooks nothing reads it.
 	if err := k8s.Create(ctx, policy); err != nil {
 		return err
 	}
 	if err := waitReady(ctx, k8s, policy.Name); err != nil {
+		return err
+	}
+	if err := k8s.Create(ctx, attested); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, k8s, attested.Name); err != nil {
 		return err
 	}
 	if cpuProfile != "" {
@@ -226,6 +256,16 @@ func run(n, cold int) error {
 		return err
 	}
 	results = append(results, r)
+	r, err = creates("pod create, Fixity, cold, bundle", func(i int) string { return freshBundle[i] }, cold)
+	if err != nil {
+		return err
+	}
+	results = append(results, r)
+	r, err = createsIn(attNS, "pod create, Fixity, cold, bundle+attest", func(i int) string { return freshAttested[i] }, cold)
+	if err != nil {
+		return err
+	}
+	results = append(results, r)
 
 	// kubectl exec into a pod of the namespace: denied at admission (runtime.exec: Deny).
 	target := &corev1.Pod{
@@ -256,6 +296,8 @@ func run(n, cold int) error {
 		fmt.Printf("%-38s %6d %10s %10s %10s\n", r.name, len(r.ds), ms(r.p(0.5)), ms(r.p(0.99)), ms(r.mean()))
 	}
 	noop, cached, coldR, annotated := results[1], results[2], results[4], results[3]
+	fmt.Printf("cold p50, bundle / legacy = %.2f, bundle with an attestation / legacy = %.2f (target <= 1.5)\n",
+		float64(results[5].p(0.5))/float64(coldR.p(0.5)), float64(results[6].p(0.5))/float64(coldR.p(0.5)))
 	fmt.Printf("\ncached p50 / no-op p50 = %.2f (target <= 1.2); cold p50 = %s (target < 50ms)\n",
 		float64(cached.p(0.5))/float64(noop.p(0.5)), ms(coldR.p(0.5)))
 	fmt.Printf("cached p50 / p50 of a no-op that adds the same annotations = %.2f\n", float64(cached.p(0.5))/float64(annotated.p(0.5)))
@@ -304,6 +346,26 @@ func pushSigned(ctx context.Context, reg *registry.Registry, key *registry.Key, 
 	}
 	if err := reg.Sign(ctx, d, key); err != nil {
 		return "", err
+	}
+	return d.String(), nil
+}
+
+const slsaProvenance = "https://slsa.dev/provenance/v1"
+
+// pushBundleSigned pushes an image signed as cosign v3 does by default (a bundle referrer) and,
+// when attest is set, with SLSA provenance from the acme release workflow.
+func pushBundleSigned(ctx context.Context, reg *registry.Registry, key *registry.Key, repo string, attest bool) (string, error) {
+	d, err := reg.PushRandomImage(ctx, repo, "v1")
+	if err != nil {
+		return "", err
+	}
+	if err := reg.SignBundle(ctx, d, key); err != nil {
+		return "", err
+	}
+	if attest {
+		if err := reg.Attest(ctx, d, key, slsaProvenance, []byte(`{"runDetails":{"builder":{"id":"https://github.com/acme/release"}}}`)); err != nil {
+			return "", err
+		}
 	}
 	return d.String(), nil
 }
