@@ -13,10 +13,12 @@ import (
 	"github.com/fixity-dev/fixity/internal/images"
 )
 
-// Path the webhook is served on; it must match the marker below.
+// Path the webhook is served on; it must match the marker below. Its namespaceSelector is the
+// same as every Fixity webhook's, for one install shape (the API server never applies it to a
+// cluster-scoped object other than a Namespace).
 const Path = "/validate-fixity-dev-v1alpha1-immutabilitypolicy"
 
-// +kubebuilder:webhook:path=/validate-fixity-dev-v1alpha1-immutabilitypolicy,mutating=false,failurePolicy=ignore,sideEffects=None,groups=fixity.dev,resources=immutabilitypolicies,verbs=create;update,versions=v1alpha1,name=immutabilitypolicies.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-fixity-dev-v1alpha1-immutabilitypolicy,mutating=false,failurePolicy=ignore,sideEffects=None,groups=fixity.dev,resources=immutabilitypolicies,verbs=create;update,versions=v1alpha1,name=immutabilitypolicies.fixity.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","kube-public","kube-node-lease","fixity-system"]}]}}`
 
 // Handler rejects a policy whose attestation conditions do not compile.
 type Handler struct{}
