@@ -12,6 +12,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/ext"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/cosign/v3/pkg/cosign"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/util/cache"
@@ -160,6 +161,35 @@ func checkAttestation(ctx context.Context, a Attestation, authorities []Authorit
 			reasons = append(reasons, fmt.Sprintf("bundle %s is not signed by an authority it allows (%s)", short(b.digest), summarize(errs)))
 		}
 	}
+	for _, la := range m.attestations {
+		if la.predicateType != a.PredicateType {
+			continue
+		}
+		found++
+		var errs []error
+		for _, au := range signers {
+			co := au.opts
+			// The statement's subject must be this digest, as for bundles.
+			co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
+			if _, err := cosign.VerifyBlobAttestation(ctx, la.sig, h, &co); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", au.Name, err))
+				continue
+			}
+			failed, err := evaluateStatement(ctx, a, la.statement)
+			if err != nil {
+				return fmt.Sprintf("its conditions could not be evaluated: %v", err)
+			}
+			if failed == "" {
+				return ""
+			}
+			reasons = append(reasons, "condition failed: "+failed)
+			errs = nil
+			break
+		}
+		if errs != nil {
+			reasons = append(reasons, fmt.Sprintf("an attestation of the .att tag is not signed by an authority it allows (%s)", summarize(errs)))
+		}
+	}
 	if found == 0 {
 		return fmt.Sprintf("no attestation of predicate type %s found", a.PredicateType)
 	}
@@ -179,6 +209,14 @@ func evaluate(ctx context.Context, a Attestation, st proto.Message) (string, err
 	var statement map[string]any
 	if err := json.Unmarshal(raw, &statement); err != nil {
 		return "", err
+	}
+	return evaluateStatement(ctx, a, statement)
+}
+
+// evaluateStatement runs a's conditions on a verified statement, decoded from JSON.
+func evaluateStatement(ctx context.Context, a Attestation, statement map[string]any) (string, error) {
+	if len(a.conditions) == 0 {
+		return "", nil
 	}
 	predicate := statement["predicate"]
 	if predicate == nil {

@@ -2,7 +2,9 @@ package images
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -156,6 +158,17 @@ type material struct {
 	unchecked []string
 	// legacyErr and bundleErr are the registry errors of each format, explained.
 	legacyErr, bundleErr error
+	// attestations are those of the legacy .att tag (cosign v2's `cosign attest`), read only
+	// when a policy asks for attestations.
+	attestations []*legacyAttestation
+}
+
+// legacyAttestation is one DSSE envelope of the .att tag, with the statement it holds (used
+// for the conditions only once its signature verified).
+type legacyAttestation struct {
+	sig           oci.Signature
+	predicateType string
+	statement     map[string]any
 }
 
 // fetchedBundle is one sigstore bundle among the referrers, with the predicate type its
@@ -175,7 +188,7 @@ func (v *Verifier) verify(ctx context.Context, digest name.Digest, authorities [
 	if err != nil {
 		return Verdict{}, fmt.Errorf("digest %s: %w", digest.DigestStr(), err)
 	}
-	m := v.fetch(ctx, digest, kc)
+	m := v.fetch(ctx, digest, kc, len(attestations) > 0)
 	if m.legacyErr != nil && m.bundleErr != nil {
 		if m.legacyErr.Error() == m.bundleErr.Error() { // the registry is down, say
 			return Verdict{}, fmt.Errorf("fetching signatures: %w", m.legacyErr)
@@ -260,14 +273,21 @@ func verifyBundle(ctx context.Context, a Authority, h v1.Hash, b *sgbundle.Bundl
 }
 
 // fetch reads both formats concurrently: the legacy .sig tag and the referrers' bundles.
-func (v *Verifier) fetch(ctx context.Context, digest name.Digest, kc authn.Keychain) *material {
+func (v *Verifier) fetch(ctx context.Context, digest name.Digest, kc authn.Keychain, attestations bool) *material {
 	registry := digest.Context().RegistryStr()
 	opts := []ociremote.Option{ociremote.WithRemoteOptions(v.Registry.Options(ctx, kc)...)}
 	m := &material{}
+	var attErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { m.legacy, m.legacyErr = fetchLegacy(digest, opts) })
 	wg.Go(func() { m.bundles, m.bundleErr = v.fetchBundles(ctx, digest, kc) })
+	if attestations {
+		wg.Go(func() { m.attestations, attErr = fetchLegacyAttestations(digest, opts) })
+	}
 	wg.Wait()
+	if attErr != nil {
+		m.unchecked = append(m.unchecked, "fetching legacy attestations: "+Explain(registry, attErr).Error())
+	}
 	if m.legacyErr != nil {
 		m.legacyErr = Explain(registry, m.legacyErr)
 		m.unchecked = append(m.unchecked, "fetching legacy signatures: "+m.legacyErr.Error())
@@ -284,6 +304,48 @@ func fetchLegacy(digest name.Digest, opts []ociremote.Option) ([]oci.Signature, 
 	if err != nil {
 		return nil, fmt.Errorf("locating signatures: %w", err)
 	}
+	return fetchLayers(tag, opts)
+}
+
+// fetchLegacyAttestations reads the .att tag: each layer a DSSE envelope of an in-toto statement.
+// One whose statement does not decode is left out: it can satisfy no rule.
+func fetchLegacyAttestations(digest name.Digest, opts []ociremote.Option) ([]*legacyAttestation, error) {
+	tag, err := ociremote.AttestationTag(digest, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("locating attestations: %w", err)
+	}
+	sigs, err := fetchLayers(tag, opts)
+	if err != nil {
+		return nil, err
+	}
+	var out []*legacyAttestation
+	for _, s := range sigs {
+		payload, err := s.Payload()
+		if err != nil {
+			continue
+		}
+		var env struct {
+			Payload string `json:"payload"`
+		}
+		if json.Unmarshal(payload, &env) != nil {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(env.Payload)
+		if err != nil {
+			continue
+		}
+		var st map[string]any
+		if json.Unmarshal(raw, &st) != nil {
+			continue
+		}
+		pt, _ := st["predicateType"].(string)
+		out = append(out, &legacyAttestation{sig: s, predicateType: pt, statement: st})
+	}
+	return out, nil
+}
+
+// fetchLayers reads the signature layers of a legacy tag, with their payloads.
+func fetchLayers(tag name.Tag, opts []ociremote.Option) ([]oci.Signature, error) {
 	sigs, err := ociremote.Signatures(tag, opts...)
 	if err != nil {
 		return nil, err

@@ -214,6 +214,19 @@ func TestAttestationsWithConditions(t *testing.T) {
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(rec["web"].Attestations).To(gomega.Equal([]string{pol + "/provenance"}))
 
+	// cosign v2's attestations, in the .att tag, count the same, conditions included.
+	legacy := pushImage(t, "shop/attested", "legacy", release)
+	g.Expect(reg.AttestLegacy(ctx, legacy, release, slsaProvenance, provenance("https://github.com/acme/release"))).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, podWithImage(ns, "legacy", legacy.String()))).To(gomega.Succeed())
+	mallory := pushImage(t, "shop/attested", "legacy-bad", release)
+	g.Expect(reg.AttestLegacy(ctx, mallory, release, slsaProvenance, provenance("https://github.com/mallory/build"))).To(gomega.Succeed())
+	err = k8s.Create(ctx, podWithImage(ns, "legacy-bad", mallory.String()))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`attestation ` + pol + `/provenance: condition failed: "built by the acme release workflow"`)))
+	byAudit := pushImage(t, "shop/attested", "legacy-audit", release)
+	g.Expect(reg.AttestLegacy(ctx, byAudit, audit, slsaProvenance, provenance("https://github.com/acme/release"))).To(gomega.Succeed())
+	err = k8s.Create(ctx, podWithImage(ns, "legacy-audit", byAudit.String()))
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`attestation ` + pol + `/provenance: an attestation of the .att tag is not signed by an authority it allows (` + pol + `/release: `)))
+
 	for _, tc := range []struct {
 		name          string
 		signer        *registry.Key
@@ -308,4 +321,49 @@ spec:
 	err = k8s.Create(ctx, dep)
 	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(
 		fmt.Sprintf(`[policy %s] volume "models": image %q is not signed by enough trusted authorities`, pol, unsigned.String()))))
+}
+
+// Without the transparency log, a keyless certificate is checked at the time a timestamp
+// authority of the trust root signed: a bundle without such a timestamp is denied, and so is
+// one whose certificate had expired when it was stamped.
+func TestKeylessBundlesWithATimestampAuthority(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ss, err := registry.NewSigstore()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	trusted, err := ss.TrustedRootJSON()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	rootNS := createNamespace(t, ctx, nil)
+	g.Expect(k8s.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: rootNS, Name: "sigstore-trust-root"},
+		Data:       map[string]string{images.TrustRootJSON: string(trusted)},
+	})).To(gomega.Succeed())
+	const subject = "release@acme.example"
+	ns, pol := imagePolicy(t, ctx, fmt.Sprintf(`images:
+  verify:
+    authorities:
+    - name: ci
+      transparencyLog: Ignore
+      keyless:
+        issuer: %s
+        subject: %s
+        trustRootRef: {namespace: %s, name: sigstore-trust-root}
+`, ciIssuer, subject, rootNS))
+
+	stamped := pushImage(t, "shop/stamped", "good")
+	g.Expect(reg.SignKeylessBundle(ctx, stamped, ss, registry.Keyless{Issuer: ciIssuer, Subject: subject, Timestamp: true})).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, podWithImage(ns, "stamped", stamped.String()))).To(gomega.Succeed())
+
+	for _, tc := range []struct {
+		name string
+		k    registry.Keyless
+	}{
+		{"no timestamp", registry.Keyless{Issuer: ciIssuer, Subject: subject}},
+		{"stamped after the certificate expired", registry.Keyless{Issuer: ciIssuer, Subject: subject, IssuedAt: time.Now().Add(-2 * time.Hour), Timestamp: true}},
+	} {
+		d := pushImage(t, "shop/stamped", "bad")
+		g.Expect(reg.SignKeylessBundle(ctx, d, ss, tc.k)).To(gomega.Succeed(), tc.name)
+		err := k8s.Create(ctx, podWithImage(ns, uniqueName("bad"), d.String()))
+		g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(deniedFor(pol, d, 0)+"ci: no matching signature (bundle sha256:")), tc.name)
+	}
 }

@@ -90,6 +90,16 @@ func (r *Registry) sign(ctx context.Context, d name.Digest, k *Key, bundle bool)
 // --type <predicateType> --predicate <file> --tlog-upload=false -y <d>` does:
 // a sigstore bundle stored as an OCI referrer of d.
 func (r *Registry) Attest(ctx context.Context, d name.Digest, k *Key, predicateType string, predicate []byte) error {
+	return r.attest(ctx, d, k, predicateType, predicate, true)
+}
+
+// AttestLegacy attaches the attestation as cosign v2's `cosign attest` did (cosign v3 with
+// --new-bundle-format=false): a DSSE envelope layer in the sha256-<hex>.att tag.
+func (r *Registry) AttestLegacy(ctx context.Context, d name.Digest, k *Key, predicateType string, predicate []byte) error {
+	return r.attest(ctx, d, k, predicateType, predicate, false)
+}
+
+func (r *Registry) attest(ctx context.Context, d name.Digest, k *Key, predicateType string, predicate []byte, bundle bool) error {
 	keyPath, cleanup, err := r.prepareKey(ctx, d, k)
 	if err != nil {
 		return err
@@ -100,7 +110,7 @@ func (r *Registry) Attest(ctx context.Context, d name.Digest, k *Key, predicateT
 		return fmt.Errorf("attesting %s: writing predicate: %w", d, err)
 	}
 	ko := keyOpts(keyPath, k)
-	ko.NewBundleFormat = true
+	ko.NewBundleFormat = bundle
 	c := &attest.AttestCommand{
 		KeyOpts:         ko,
 		RegistryOptions: anonymousRegistry(),
