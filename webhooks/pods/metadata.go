@@ -29,7 +29,6 @@ const MetadataPath = "/validate-v1-pod-metadata"
 // bindings.
 type Metadata struct {
 	Matcher     *policy.Matcher
-	Decoder     admission.Decoder
 	Annotations *lockdown.AnnotationGuard
 	// Guards run on status updates with the pod before and after, as on pod updates.
 	Guards []admit.Guard
@@ -47,7 +46,7 @@ func (h *Metadata) Handle(ctx context.Context, req admission.Request) admission.
 		}
 		return admission.Allowed("")
 	}
-	r, _, resp := decode(ctx, h.Decoder, h.Matcher, req)
+	r, _, resp := decode(ctx, h.Matcher, req)
 	if r == nil {
 		return resp
 	}

@@ -2,7 +2,8 @@ package pods
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -11,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
@@ -39,7 +41,6 @@ const (
 // including updates of the ephemeralcontainers subresource (kubectl debug).
 type Validator struct {
 	Matcher *policy.Matcher
-	Decoder admission.Decoder
 	Guards  []admit.Guard
 	Checks  []admit.Check
 	// Access decides kubectl debug (new ephemeral containers) by runtime.ephemeralContainers
@@ -51,7 +52,7 @@ type Validator struct {
 func (h *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	ctx, cancel := admit.WithBudget(ctx)
 	defer cancel()
-	r, policies, resp := decode(ctx, h.Decoder, h.Matcher, req)
+	r, policies, resp := decode(ctx, h.Matcher, req)
 	if r == nil {
 		return resp
 	}
@@ -74,7 +75,6 @@ func (h *Validator) Handle(ctx context.Context, req admission.Request) admission
 // Mutator applies the mutations of the matching policies to pods being created.
 type Mutator struct {
 	Matcher  *policy.Matcher
-	Decoder  admission.Decoder
 	Mutators []admit.Mutator
 }
 
@@ -82,10 +82,11 @@ type Mutator struct {
 func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	ctx, cancel := admit.WithBudget(ctx)
 	defer cancel()
-	r, policies, resp := decode(ctx, h.Decoder, h.Matcher, req)
+	r, policies, resp := decode(ctx, h.Matcher, req)
 	if r == nil {
 		return resp
 	}
+	orig := r.Pod.DeepCopy()
 	var vs []admit.Violation
 	for _, m := range h.Mutators {
 		vs = append(vs, m.MutatePod(ctx, policies, r)...)
@@ -97,28 +98,40 @@ func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	if !verdict.Allowed {
 		return verdict
 	}
-	mutated, err := json.Marshal(r.Pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+	return patchFor(req.Object.Raw, orig, r.Pod).WithWarnings(verdict.Warnings...)
+}
+
+// decodePod decodes a pod of an admission request as the API server encoded it (v1, JSON),
+// the way apimachinery's JSON serializer does in the end (case-sensitive, integers kept), but
+// without its first pass over the whole document to find the kind: the webhook only ever
+// receives v1 Pods.
+func decodePod(raw []byte) (*corev1.Pod, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("the admission request has no object")
 	}
-	patched := admission.PatchResponseFromRaw(req.Object.Raw, mutated)
-	return patched.WithWarnings(verdict.Warnings...)
+	pod := &corev1.Pod{}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, pod); err != nil {
+		return nil, fmt.Errorf("decoding the pod: %w", err)
+	}
+	if pod.Kind != "" && pod.Kind != "Pod" {
+		return nil, fmt.Errorf("decoding the pod: the object is a %s", pod.Kind)
+	}
+	return pod, nil
 }
 
 // decode reads the pod (and the old pod on UPDATE) and the policies that apply to it. A nil
 // request means the returned response is final: the object did not decode, or the policies
 // could not be read, in which case the pod is denied (fail closed).
-func decode(ctx context.Context, dec admission.Decoder, m *policy.Matcher, req admission.Request) (*admit.Request, []fixityv1.ImmutabilityPolicy, admission.Response) {
-	pod := &corev1.Pod{}
-	if err := dec.Decode(req, pod); err != nil {
+func decode(ctx context.Context, m *policy.Matcher, req admission.Request) (*admit.Request, []fixityv1.ImmutabilityPolicy, admission.Response) {
+	pod, err := decodePod(req.Object.Raw)
+	if err != nil {
 		return nil, nil, admission.Errored(http.StatusBadRequest, err)
 	}
 	// Pods created by controllers may not carry their namespace yet; the request always does.
 	pod.Namespace = req.Namespace
 	r := &admit.Request{Pod: pod, Admission: req}
 	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
-		r.OldPod = &corev1.Pod{}
-		if err := dec.DecodeRaw(req.OldObject, r.OldPod); err != nil {
+		if r.OldPod, err = decodePod(req.OldObject.Raw); err != nil {
 			return nil, nil, admission.Errored(http.StatusBadRequest, err)
 		}
 	}
@@ -131,8 +144,6 @@ func decode(ctx context.Context, dec admission.Decoder, m *policy.Matcher, req a
 
 // Register serves the pod webhooks on mgr's webhook server.
 func Register(mgr ctrl.Manager, mut *Mutator, val *Validator, meta *Metadata) {
-	dec := admission.NewDecoder(mgr.GetScheme())
-	mut.Decoder, val.Decoder, meta.Decoder = dec, dec, dec
 	srv := mgr.GetWebhookServer()
 	srv.Register(MutatePath, &webhook.Admission{Handler: mut})
 	srv.Register(ValidatePath, &webhook.Admission{Handler: val})

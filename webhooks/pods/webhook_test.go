@@ -41,7 +41,7 @@ func TestValidatorGuardsTheOperatorsAnnotations(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, builders.Policy("prod")).Build()
 	guard := &lockdown.AnnotationGuard{Operator: operatorUser}
-	v := &Validator{Matcher: &policy.Matcher{Reader: c}, Decoder: admission.NewDecoder(scheme), Guards: []admit.Guard{guard}}
+	v := &Validator{Matcher: &policy.Matcher{Reader: c}, Guards: []admit.Guard{guard}}
 
 	old := builders.Pod("shop", "web", builders.Annotated(fixityv1.VerifiedAnnotation, `{"web":{"image":"`+builders.Image+`"}}`))
 	forged := old.DeepCopy()
@@ -73,7 +73,7 @@ func TestValidatorGuardsTheOperatorsAnnotations(t *testing.T) {
 // A request that does not decode is refused with a 400, never allowed.
 func TestValidatorRefusesWhatDoesNotDecode(t *testing.T) {
 	scheme := operator.NewScheme()
-	v := &Validator{Matcher: &policy.Matcher{Reader: fake.NewClientBuilder().WithScheme(scheme).Build()}, Decoder: admission.NewDecoder(scheme)}
+	v := &Validator{Matcher: &policy.Matcher{Reader: fake.NewClientBuilder().WithScheme(scheme).Build()}}
 	resp := v.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID: "1", Operation: admissionv1.Create, Namespace: "shop", Name: "web",
 		Kind:   metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
