@@ -103,7 +103,8 @@ func Response(vs []Violation) admission.Response {
 // counted once, on the object whose template it is. Enforce denials always count: each is
 // something that did not run.
 func Count(webhook string, req admission.Request, reinvoked bool, vs []Violation) {
-	if ptr.Deref(req.DryRun, false) || reinvoked {
+	// Nothing to count is the common case: the object is not parsed again for it.
+	if len(vs) == 0 || ptr.Deref(req.DryRun, false) || reinvoked {
 		return
 	}
 	derived := hasController(req.Object.Raw)
