@@ -243,7 +243,7 @@ func verifyAuthority(ctx context.Context, a Authority, h v1.Hash, m *material) (
 	}
 	for _, b := range m.bundles {
 		if b.malformed != "" {
-			errs = append(errs, fmt.Errorf("bundle %s is malformed: %s", short(b.digest), b.malformed))
+			errs = append(errs, fmt.Errorf("referrer %s cannot be used: %s", short(b.digest), b.malformed))
 		}
 	}
 	if signatures == 0 && len(errs) == 0 {
@@ -414,6 +414,11 @@ func (v *Verifier) fetchBundles(ctx context.Context, digest name.Digest, kc auth
 // SBOM, a legacy cosign referrer), or a bundle marked malformed. The error is for the registry.
 func readBundle(ref name.Digest, ropts []remote.Option) (*fetchedBundle, error) {
 	img, err := remote.Image(ref, ropts...)
+	if IsNotFound(err) {
+		// Listed (in the referrers tag, say) but gone: a fact about this image, not a registry
+		// that cannot answer, so it is reported and the other signatures still count.
+		return &fetchedBundle{digest: ref.DigestStr(), malformed: "it is listed among the referrers but not in the registry"}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,6 +56,30 @@ func TestBundleSignaturesWithAndWithoutReferrersAPI(t *testing.T) {
 		g.Expect(r.reg.Attest(ctx, att, release, slsaProvenance, []byte(`{"buildDefinition":{}}`))).To(gomega.Succeed())
 		err = k8s.Create(ctx, podWithImage(ns, uniqueName("attested"), att.String()))
 		g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(deniedFor(pol, att, 0)+"release: no signatures found (1 attestation(s), which are not signatures of the image)")), r.name)
+	}
+
+	// A referrer listed in the referrers tag whose manifest is gone is named; the image's other
+	// signatures still count.
+	for _, legacy := range []bool{false, true} {
+		d, err := noReferrers.PushRandomImage(ctx, "shop/bundle", "gone")
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(noReferrers.SignBundle(ctx, d, release)).To(gomega.Succeed())
+		if legacy {
+			g.Expect(noReferrers.Sign(ctx, d, release)).To(gomega.Succeed())
+		}
+		idx, err := remote.Referrers(d)
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		refs, err := idx.IndexManifest()
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(refs.Manifests).To(gomega.HaveLen(1))
+		g.Expect(remote.Delete(d.Context().Digest(refs.Manifests[0].Digest.String()))).To(gomega.Succeed())
+		err = k8s.Create(ctx, podWithImage(ns, uniqueName("gone"), d.String()))
+		if legacy {
+			g.Expect(err).NotTo(gomega.HaveOccurred())
+			continue
+		}
+		g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(deniedFor(pol, d, 0) + "release: no matching signature (referrer " +
+			refs.Manifests[0].Digest.String()[:19] + " cannot be used: it is listed among the referrers but not in the registry)")))
 	}
 
 	// A bundle made for another image does not verify this one.
