@@ -123,8 +123,47 @@ func compiledAttestations(p *fixityv1.ImmutabilityPolicy) ([]Attestation, error)
 	return out, nil
 }
 
-// checkAttestation returns "" when one bundle in m is an attestation of a's predicate type,
-// signed by one of its authorities for h and meeting every condition; else why not.
+// candidate is one attestation of the wanted predicate type, in either format: what to call
+// it in messages, and how to verify it for an authority, giving the statement it holds.
+type candidate struct {
+	what   string
+	verify func(au Authority) (map[string]any, error)
+}
+
+// candidates are the attestations in m of predicate type pt, bundles first, then the .att tag's.
+func candidates(ctx context.Context, pt string, h v1.Hash, m *material) []candidate {
+	var out []candidate
+	for _, b := range m.bundles {
+		if b.bundle == nil || b.predicateType != pt {
+			continue
+		}
+		out = append(out, candidate{what: "bundle " + short(b.digest), verify: func(au Authority) (map[string]any, error) {
+			res, err := verifyBundle(ctx, au, h, b.bundle)
+			if err != nil {
+				return nil, err
+			}
+			return statementMap(res.Statement)
+		}})
+	}
+	for _, la := range m.attestations {
+		if la.predicateType != pt {
+			continue
+		}
+		out = append(out, candidate{what: "an attestation of the .att tag", verify: func(au Authority) (map[string]any, error) {
+			co := au.opts
+			// The statement's subject must be this digest, as for bundles.
+			co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
+			if _, err := cosign.VerifyBlobAttestation(ctx, la.sig, h, &co); err != nil {
+				return nil, err
+			}
+			return la.statement, nil
+		}})
+	}
+	return out
+}
+
+// checkAttestation returns "" when one attestation in m, in either format, is of a's predicate
+// type, signed by one of its authorities for h and meets every condition; else why not.
 func checkAttestation(ctx context.Context, a Attestation, authorities []Authority, h v1.Hash, m *material) string {
 	var signers []Authority
 	for _, au := range authorities {
@@ -132,85 +171,48 @@ func checkAttestation(ctx context.Context, a Attestation, authorities []Authorit
 			signers = append(signers, au)
 		}
 	}
-	var reasons []string
-	found := 0
-	for _, b := range m.bundles {
-		if b.bundle == nil || b.predicateType != a.PredicateType {
-			continue
-		}
-		found++
-		var errs []error
-		for _, au := range signers {
-			res, err := verifyBundle(ctx, au, h, b.bundle)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", au.Name, err))
-				continue
-			}
-			failed, err := evaluate(ctx, a, res.Statement)
-			if err != nil {
-				return fmt.Sprintf("its conditions could not be evaluated: %v", err)
-			}
-			if failed == "" {
-				return ""
-			}
-			reasons = append(reasons, "condition failed: "+failed)
-			errs = nil
-			break
-		}
-		if errs != nil {
-			reasons = append(reasons, fmt.Sprintf("bundle %s is not signed by an authority it allows (%s)", short(b.digest), summarize(errs)))
-		}
-	}
-	for _, la := range m.attestations {
-		if la.predicateType != a.PredicateType {
-			continue
-		}
-		found++
-		var errs []error
-		for _, au := range signers {
-			co := au.opts
-			// The statement's subject must be this digest, as for bundles.
-			co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
-			if _, err := cosign.VerifyBlobAttestation(ctx, la.sig, h, &co); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", au.Name, err))
-				continue
-			}
-			failed, err := evaluateStatement(ctx, a, la.statement)
-			if err != nil {
-				return fmt.Sprintf("its conditions could not be evaluated: %v", err)
-			}
-			if failed == "" {
-				return ""
-			}
-			reasons = append(reasons, "condition failed: "+failed)
-			errs = nil
-			break
-		}
-		if errs != nil {
-			reasons = append(reasons, fmt.Sprintf("an attestation of the .att tag is not signed by an authority it allows (%s)", summarize(errs)))
-		}
-	}
-	if found == 0 {
+	found := candidates(ctx, a.PredicateType, h, m)
+	if len(found) == 0 {
 		return fmt.Sprintf("no attestation of predicate type %s found", a.PredicateType)
+	}
+	var reasons []string
+	for _, c := range found {
+		var errs []error
+		for _, au := range signers {
+			statement, err := c.verify(au)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", au.Name, err))
+				continue
+			}
+			failed, err := evaluateStatement(ctx, a, statement)
+			if err != nil {
+				return fmt.Sprintf("its conditions could not be evaluated: %v", err)
+			}
+			if failed == "" {
+				return ""
+			}
+			reasons = append(reasons, "condition failed: "+failed)
+			errs = nil
+			break
+		}
+		if errs != nil {
+			reasons = append(reasons, fmt.Sprintf("%s is not signed by an authority it allows (%s)", c.what, summarize(errs)))
+		}
 	}
 	return summarize(stringErrors(reasons))
 }
 
-// evaluate runs a's conditions on a verified statement; it returns the message of the first
-// that is not true.
-func evaluate(ctx context.Context, a Attestation, st proto.Message) (string, error) {
-	if len(a.conditions) == 0 {
-		return "", nil
-	}
+// statementMap is a verified in-toto statement as the JSON value conditions see.
+func statementMap(st proto.Message) (map[string]any, error) {
 	raw, err := protojson.Marshal(st)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var statement map[string]any
 	if err := json.Unmarshal(raw, &statement); err != nil {
-		return "", err
+		return nil, err
 	}
-	return evaluateStatement(ctx, a, statement)
+	return statement, nil
 }
 
 // evaluateStatement runs a's conditions on a verified statement, decoded from JSON.

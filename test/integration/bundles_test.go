@@ -111,12 +111,14 @@ func TestThresholdAcrossFormats(t *testing.T) {
 	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring(`is not signed by enough trusted authorities: 1 of the 2 required verified it`)))
 }
 
-// Keyless bundles verify offline against a trusted_root.json: the Fulcio chain, the identity,
-// the Rekor entry, and the certificate's validity at the log's time, so an image stays
-// verifiable after its short-lived certificate expires.
-func TestKeylessBundlesWithTrustedRootJSON(t *testing.T) {
+// keylessSubject is the identity the keyless tests' certificates name.
+const keylessSubject = "release@acme.example"
+
+// keylessBundlePolicy is a test sigstore, its trusted_root.json in a ConfigMap, and a policy
+// with one keyless authority "ci" (issuer ciIssuer, subject keylessSubject) under that transparencyLog rule.
+func keylessBundlePolicy(t *testing.T, ctx context.Context, tlog fixityv1.TransparencyLogRule) (ss *registry.Sigstore, ns, pol string) {
+	t.Helper()
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ss, err := registry.NewSigstore()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	trusted, err := ss.TrustedRootJSON()
@@ -126,20 +128,29 @@ func TestKeylessBundlesWithTrustedRootJSON(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: rootNS, Name: "sigstore-trust-root"},
 		Data:       map[string]string{images.TrustRootJSON: string(trusted)},
 	})).To(gomega.Succeed())
-	const subject = "release@acme.example"
-	ns, pol := imagePolicy(t, ctx, fmt.Sprintf(`images:
+	ns, pol = imagePolicy(t, ctx, fmt.Sprintf(`images:
   verify:
     authorities:
     - name: ci
-      transparencyLog: Require
+      transparencyLog: %s
       keyless:
         issuer: %s
         subject: %s
         trustRootRef: {namespace: %s, name: sigstore-trust-root}
-`, ciIssuer, subject, rootNS))
+`, tlog, ciIssuer, keylessSubject, rootNS))
+	return ss, ns, pol
+}
+
+// Keyless bundles verify offline against a trusted_root.json: the Fulcio chain, the identity,
+// the Rekor entry, and the certificate's validity at the log's time, so an image stays
+// verifiable after its short-lived certificate expires.
+func TestKeylessBundlesWithTrustedRootJSON(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ss, ns, pol := keylessBundlePolicy(t, ctx, fixityv1.TransparencyLogRequire)
 
 	good := pushImage(t, "shop/keyless-bundle", "good")
-	g.Expect(reg.SignKeylessBundle(ctx, good, ss, registry.Keyless{Issuer: ciIssuer, Subject: subject})).To(gomega.Succeed())
+	g.Expect(reg.SignKeylessBundle(ctx, good, ss, registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject})).To(gomega.Succeed())
 	p := podWithImage(ns, "good", good.String())
 	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
 	rec, _, err := admitted.ReadVerified(p)
@@ -149,7 +160,7 @@ func TestKeylessBundlesWithTrustedRootJSON(t *testing.T) {
 	// Signed two hours ago with a 10-minute certificate, logged while it was valid.
 	issued := time.Now().Add(-2 * time.Hour)
 	old := pushImage(t, "shop/keyless-bundle", "old")
-	g.Expect(reg.SignKeylessBundle(ctx, old, ss, registry.Keyless{Issuer: ciIssuer, Subject: subject, IssuedAt: issued, LoggedAt: issued.Add(5 * time.Minute)})).To(gomega.Succeed())
+	g.Expect(reg.SignKeylessBundle(ctx, old, ss, registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject, IssuedAt: issued, LoggedAt: issued.Add(5 * time.Minute)})).To(gomega.Succeed())
 	g.Expect(k8s.Create(ctx, podWithImage(ns, "old", old.String()))).To(gomega.Succeed(), "an expired certificate valid at the log's time verifies")
 
 	for _, tc := range []struct {
@@ -157,11 +168,11 @@ func TestKeylessBundlesWithTrustedRootJSON(t *testing.T) {
 		k    registry.Keyless
 		want string
 	}{
-		{"logged after the certificate expired", registry.Keyless{Issuer: ciIssuer, Subject: subject, IssuedAt: issued, LoggedAt: issued.Add(time.Hour)}, "certificate"},
+		{"logged after the certificate expired", registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject, IssuedAt: issued, LoggedAt: issued.Add(time.Hour)}, "certificate"},
 		{"another identity", registry.Keyless{Issuer: ciIssuer, Subject: "mallory@evil.example"}, "mallory@evil.example"},
-		{"another issuer", registry.Keyless{Issuer: "https://accounts.example.com", Subject: subject}, "https://accounts.example.com"},
-		{"tampered statement", registry.Keyless{Issuer: ciIssuer, Subject: subject, Tamper: true}, "bundle sha256:"},
-		{"an attestation, not a signature", registry.Keyless{Issuer: ciIssuer, Subject: subject, PredicateType: slsaProvenance}, "no signatures found (1 attestation(s)"},
+		{"another issuer", registry.Keyless{Issuer: "https://accounts.example.com", Subject: keylessSubject}, "https://accounts.example.com"},
+		{"tampered statement", registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject, Tamper: true}, "bundle sha256:"},
+		{"an attestation, not a signature", registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject, PredicateType: slsaProvenance}, "no signatures found (1 attestation(s)"},
 	} {
 		d := pushImage(t, "shop/keyless-bundle", "bad")
 		g.Expect(reg.SignKeylessBundle(ctx, d, ss, tc.k)).To(gomega.Succeed(), tc.name)
@@ -354,37 +365,18 @@ spec:
 func TestKeylessBundlesWithATimestampAuthority(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
-	ss, err := registry.NewSigstore()
-	g.Expect(err).NotTo(gomega.HaveOccurred())
-	trusted, err := ss.TrustedRootJSON()
-	g.Expect(err).NotTo(gomega.HaveOccurred())
-	rootNS := createNamespace(t, ctx, nil)
-	g.Expect(k8s.Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: rootNS, Name: "sigstore-trust-root"},
-		Data:       map[string]string{images.TrustRootJSON: string(trusted)},
-	})).To(gomega.Succeed())
-	const subject = "release@acme.example"
-	ns, pol := imagePolicy(t, ctx, fmt.Sprintf(`images:
-  verify:
-    authorities:
-    - name: ci
-      transparencyLog: Ignore
-      keyless:
-        issuer: %s
-        subject: %s
-        trustRootRef: {namespace: %s, name: sigstore-trust-root}
-`, ciIssuer, subject, rootNS))
+	ss, ns, pol := keylessBundlePolicy(t, ctx, fixityv1.TransparencyLogIgnore)
 
 	stamped := pushImage(t, "shop/stamped", "good")
-	g.Expect(reg.SignKeylessBundle(ctx, stamped, ss, registry.Keyless{Issuer: ciIssuer, Subject: subject, Timestamp: true})).To(gomega.Succeed())
+	g.Expect(reg.SignKeylessBundle(ctx, stamped, ss, registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject, Timestamp: true})).To(gomega.Succeed())
 	g.Expect(k8s.Create(ctx, podWithImage(ns, "stamped", stamped.String()))).To(gomega.Succeed())
 
 	for _, tc := range []struct {
 		name string
 		k    registry.Keyless
 	}{
-		{"no timestamp", registry.Keyless{Issuer: ciIssuer, Subject: subject}},
-		{"stamped after the certificate expired", registry.Keyless{Issuer: ciIssuer, Subject: subject, IssuedAt: time.Now().Add(-2 * time.Hour), Timestamp: true}},
+		{"no timestamp", registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject}},
+		{"stamped after the certificate expired", registry.Keyless{Issuer: ciIssuer, Subject: keylessSubject, IssuedAt: time.Now().Add(-2 * time.Hour), Timestamp: true}},
 	} {
 		d := pushImage(t, "shop/stamped", "bad")
 		g.Expect(reg.SignKeylessBundle(ctx, d, ss, tc.k)).To(gomega.Succeed(), tc.name)
