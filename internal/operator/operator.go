@@ -157,7 +157,7 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	// user-written fixity.dev/* annotations before the operator's own are added; the image
 	// rules mutate last, so the spec-hash they record is of the pod as admitted.
 	d.Mutators = []admit.Mutator{d.Annotations, d.Images}
-	d.Checks = []admit.Check{podSecurity, d.Images}
+	d.Checks = []admit.Check{podSecurity, &lockdown.InPlace{Operator: o.Self.Username}, d.Images}
 	// Guards hold whatever the policies say, on pod updates and on status updates alike.
 	d.Guards = []admit.Guard{d.Annotations, &lockdown.LabelGuard{Matcher: d.Matcher, Operator: o.Self.Username}}
 	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)
