@@ -88,7 +88,7 @@ func (h *Handler) pod(ctx context.Context, namespace, name string) (*corev1.Pod,
 
 // Register serves the pod access webhook on mgr's webhook server.
 func Register(mgr ctrl.Manager, m *policy.Matcher, access *lockdown.Access) {
-	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: &Handler{
-		Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: m, Access: access,
-	}})
+	h := &Handler{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: m, Access: access}
+	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: h})
+	mgr.GetWebhookServer().Register(NodeProxyPath, &webhook.Admission{Handler: &NodeProxy{h}})
 }
