@@ -36,6 +36,34 @@ func VolumeKey(name string) string { return VolumePrefix + name }
 // VolumeName is the volume name of a record key, and whether the key is a volume's.
 func VolumeName(key string) (string, bool) { return strings.CutPrefix(key, VolumePrefix) }
 
+// PodImage is one image a pod runs or mounts: its record key (the container's name, or VolumeKey
+// for an image volume) and its reference, in the pod, so that a mutator can rewrite it.
+type PodImage struct {
+	Key   string
+	Image *string
+}
+
+// PodImages lists every image of pod in spec order: init containers, containers, ephemeral
+// containers, then image volumes, which mount an image's content as surely as a container runs one.
+func PodImages(pod *corev1.Pod) []PodImage {
+	var out []PodImage
+	for i := range pod.Spec.InitContainers {
+		out = append(out, PodImage{pod.Spec.InitContainers[i].Name, &pod.Spec.InitContainers[i].Image})
+	}
+	for i := range pod.Spec.Containers {
+		out = append(out, PodImage{pod.Spec.Containers[i].Name, &pod.Spec.Containers[i].Image})
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		out = append(out, PodImage{pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].Image})
+	}
+	for i := range pod.Spec.Volumes {
+		if v := pod.Spec.Volumes[i].Image; v != nil && v.Reference != "" {
+			out = append(out, PodImage{VolumeKey(pod.Spec.Volumes[i].Name), &v.Reference})
+		}
+	}
+	return out
+}
+
 // Verified is the fixity.dev/verified record: per container name (or VolumeKey of an image
 // volume), the admitted image.
 type Verified map[string]Image

@@ -109,27 +109,17 @@ func admittedDigests(pod *corev1.Pod) (map[string]name.Digest, error) {
 	if err != nil {
 		return nil, err
 	}
-	add := func(cname, image string) {
-		if e, ok := rec[cname]; ok {
+	for _, im := range admitted.PodImages(pod) {
+		image := *im.Image
+		if e, ok := rec[im.Key]; ok {
 			image = e.Image
 		}
 		ref, err := images.Parse(image)
 		if err != nil {
-			return
+			continue
 		}
 		if dg, ok := images.Pinned(ref); ok {
-			out[cname] = dg
-		}
-	}
-	for _, c := range pod.Spec.InitContainers {
-		add(c.Name, c.Image)
-	}
-	for _, c := range pod.Spec.Containers {
-		add(c.Name, c.Image)
-	}
-	for _, v := range pod.Spec.Volumes {
-		if v.Image != nil {
-			add(admitted.VolumeKey(v.Name), v.Image.Reference)
+			out[im.Key] = dg
 		}
 	}
 	return out, nil
@@ -146,55 +136,53 @@ func RunningDigest(imageID string) (string, bool) {
 	return after, true
 }
 
+// running is one image the kubelet reports a pod runs or mounts: the record key it is admitted
+// under, what to call it in a finding, and the reported reference.
+type running struct{ key, what, imageRef string }
+
+// runningImages are what the kubelet reports: each container that has started, and each image
+// volume each container mounts (ImageVolumeWithDigest).
+func runningImages(pod *corev1.Pod) []running {
+	var out []running
+	statuses := append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...)
+	for _, st := range statuses {
+		// A container still pulling has no image ID that means anything yet.
+		if st.State.Running != nil || st.State.Terminated != nil {
+			out = append(out, running{st.Name, fmt.Sprintf("container %q runs", st.Name), st.ImageID})
+		}
+		for _, m := range st.VolumeMounts {
+			if m.VolumeStatus == nil || m.VolumeStatus.Image == nil {
+				continue
+			}
+			out = append(out, running{admitted.VolumeKey(m.Name), fmt.Sprintf("image volume %q mounts", m.Name), m.VolumeStatus.Image.ImageRef})
+		}
+	}
+	return out
+}
+
 func (d *Detector) imageDigest(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {
 	want, err := admittedDigests(pod)
 	if err != nil {
 		return nil, err
 	}
 	var out []Finding
-	statuses := append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...)
-	for _, st := range statuses {
-		adm, ok := want[st.Name]
+	looked := map[string]bool{} // a volume every container mounting it reports: looked at once
+	for _, r := range runningImages(pod) {
+		adm, ok := want[r.key]
 		if !ok {
 			continue
 		}
-		// A container still pulling has no image ID that means anything yet.
-		if st.State.Running == nil && st.State.Terminated == nil {
+		digest, ok := RunningDigest(r.imageRef)
+		if !ok || digest == adm.DigestStr() || looked[r.key] {
 			continue
 		}
-		running, ok := RunningDigest(st.ImageID)
-		if !ok || running == adm.DigestStr() {
-			continue
-		}
-		same, err := d.sameImage(ctx, pod, adm, running)
+		looked[r.key] = true
+		same, err := d.sameImage(ctx, pod, adm, digest)
 		if err != nil {
 			return nil, err
 		}
 		if !same {
-			out = append(out, Finding{fixityv1.CheckImageDigest, fmt.Sprintf("container %q runs %s, not the admitted %s", st.Name, running, adm.DigestStr())})
-		}
-	}
-	// Image volumes, where the kubelet reports what it mounted (ImageVolumeWithDigest): each
-	// container that mounts one says so; one finding per volume is enough.
-	seen := map[string]bool{}
-	for _, st := range statuses {
-		for _, m := range st.VolumeMounts {
-			if m.VolumeStatus == nil || m.VolumeStatus.Image == nil || seen[m.Name] {
-				continue
-			}
-			adm, ok := want[admitted.VolumeKey(m.Name)]
-			running, known := RunningDigest(m.VolumeStatus.Image.ImageRef)
-			if !ok || !known || running == adm.DigestStr() {
-				continue
-			}
-			seen[m.Name] = true
-			same, err := d.sameImage(ctx, pod, adm, running)
-			if err != nil {
-				return nil, err
-			}
-			if !same {
-				out = append(out, Finding{fixityv1.CheckImageDigest, fmt.Sprintf("image volume %q mounts %s, not the admitted %s", m.Name, running, adm.DigestStr())})
-			}
+			out = append(out, Finding{fixityv1.CheckImageDigest, fmt.Sprintf("%s %s, not the admitted %s", r.what, digest, adm.DigestStr())})
 		}
 	}
 	return out, nil

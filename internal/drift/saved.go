@@ -55,18 +55,9 @@ func AdmittedSpec(pod *corev1.Pod) (*corev1.Pod, error) {
 	}
 	fresh.Spec.NodeName = ""
 	fresh.Spec.EphemeralContainers = nil
-	for _, cs := range [][]corev1.Container{fresh.Spec.InitContainers, fresh.Spec.Containers} {
-		for i := range cs {
-			if e, ok := rec[cs[i].Name]; ok && e.Image != "" {
-				cs[i].Image = e.Image
-			}
-		}
-	}
-	for i := range fresh.Spec.Volumes {
-		if v := fresh.Spec.Volumes[i].Image; v != nil {
-			if e, ok := rec[admitted.VolumeKey(fresh.Spec.Volumes[i].Name)]; ok && e.Image != "" {
-				v.Reference = e.Image
-			}
+	for _, im := range admitted.PodImages(fresh) {
+		if e, ok := rec[im.Key]; ok && e.Image != "" {
+			*im.Image = e.Image
 		}
 	}
 	return fresh, nil

@@ -43,7 +43,7 @@ const (
 // +kubebuilder:rbac:groups="",resources=secrets;serviceaccounts,verbs=get
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;patch
 
-// Images enforces spec.images: it is an admit.Check (pods, pod templates, new ephemeral
+// Images enforces spec.Images: it is an admit.Check (pods, pod templates, new ephemeral
 // containers, images changed on update) and an admit.Mutator (Resolve rewrites tags to digests
 // on Pods being created, and every admitted pod gets its fixity.dev/verified and spec-hash
 // records).
@@ -62,48 +62,21 @@ type Images struct {
 	lookups singleflight.Group
 }
 
-// container is one container of a pod, whichever list it is in, or an image volume (named by
-// admitted.VolumeKey), with a pointer to its image so the mutator can rewrite it.
-type container struct {
-	name  string
-	image *string
-}
-
-func containers(pod *corev1.Pod) []container {
-	var out []container
-	for i := range pod.Spec.InitContainers {
-		out = append(out, container{pod.Spec.InitContainers[i].Name, &pod.Spec.InitContainers[i].Image})
-	}
-	for i := range pod.Spec.Containers {
-		out = append(out, container{pod.Spec.Containers[i].Name, &pod.Spec.Containers[i].Image})
-	}
-	for i := range pod.Spec.EphemeralContainers {
-		out = append(out, container{pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].Image})
-	}
-	// Image volumes mount an image's content into the pod: it runs as surely as a container's.
-	for i := range pod.Spec.Volumes {
-		if v := pod.Spec.Volumes[i].Image; v != nil && v.Reference != "" {
-			out = append(out, container{admitted.VolumeKey(pod.Spec.Volumes[i].Name), &v.Reference})
-		}
-	}
-	return out
-}
-
 // admittedNow returns the containers whose image this request admits: all of them on CREATE
 // and for templates; on UPDATE (including kubectl debug), those that are new or whose image
 // changed, so a policy added later does not block unrelated updates of running pods.
-func admittedNow(req *admit.Request) []container {
-	all := containers(req.Pod)
+func admittedNow(req *admit.Request) []admitted.PodImage {
+	all := admitted.PodImages(req.Pod)
 	if req.Template || req.Admission.Operation != admissionv1.Update || req.OldPod == nil {
 		return all
 	}
 	before := map[string]string{}
-	for _, c := range containers(req.OldPod) {
-		before[c.name] = *c.image
+	for _, c := range admitted.PodImages(req.OldPod) {
+		before[c.Key] = *c.Image
 	}
-	var out []container
+	var out []admitted.PodImage
 	for _, c := range all {
-		if old, ok := before[c.name]; !ok || old != *c.image {
+		if old, ok := before[c.Key]; !ok || old != *c.Image {
 			out = append(out, c)
 		}
 	}
@@ -132,7 +105,7 @@ func (m *Images) CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, r
 	results := make([][]admit.Violation, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
-		wg.Go(func() { results[i] = m.checkContainer(ctx, p, req, c.name, *c.image, authorities, attestations, kc) })
+		wg.Go(func() { results[i] = m.checkContainer(ctx, p, req, c.Key, *c.Image, authorities, attestations, kc) })
 	}
 	wg.Wait()
 	var out []admit.Violation
@@ -273,7 +246,7 @@ func (m *Images) MutatePod(ctx context.Context, policies []fixityv1.Immutability
 	}
 	pod := req.Pod
 	kc := m.Keychains.ForPod(ctx, pod)
-	cs := containers(pod)
+	cs := admitted.PodImages(pod)
 	var (
 		mu  sync.Mutex
 		out []admit.Violation
@@ -296,7 +269,7 @@ func (m *Images) MutatePod(ctx context.Context, policies []fixityv1.Immutability
 		wg.Wait()
 		for i, c := range cs {
 			if originals[i] != "" {
-				setAnnotation(pod, originalImageKey(c.name), originals[i])
+				setAnnotation(pod, originalImageKey(c.Key), originals[i])
 			}
 		}
 		if len(out) > 0 {
@@ -306,11 +279,11 @@ func (m *Images) MutatePod(ctx context.Context, policies []fixityv1.Immutability
 	record := admitted.Verified{}
 	entries := make([]admitted.Image, len(cs))
 	for i, c := range cs {
-		wg.Go(func() { entries[i] = m.record(ctx, policies, *c.image, kc) })
+		wg.Go(func() { entries[i] = m.record(ctx, policies, *c.Image, kc) })
 	}
 	wg.Wait()
 	for i, c := range cs {
-		record[c.name] = entries[i]
+		record[c.Key] = entries[i]
 	}
 	enc, err := record.Encode()
 	if err != nil {
@@ -330,8 +303,8 @@ func (m *Images) MutatePod(ctx context.Context, policies []fixityv1.Immutability
 // written (for an image already pinned, the original an earlier pass recorded, if provably
 // true), or "" when there is none; or the violation when the tag cannot be resolved.
 func (m *Images) resolveContainer(ctx context.Context, resolver *fixityv1.ImmutabilityPolicy, policies []fixityv1.ImmutabilityPolicy,
-	req *admit.Request, c container, kc authn.Keychain) (string, *admit.Violation) {
-	original := *c.image
+	req *admit.Request, c admitted.PodImage, kc authn.Keychain) (string, *admit.Violation) {
+	original := *c.Image
 	ref, err := Parse(original)
 	if err != nil {
 		return "", nil // the validator reports it with every policy's name
@@ -341,16 +314,16 @@ func (m *Images) resolveContainer(ctx context.Context, resolver *fixityv1.Immuta
 	}
 	// A pod's own tag is looked up afresh: it runs what the tag points at now (or what its
 	// owner's first pod got).
-	digest, err := m.pinFor(ctx, policies, req, c.name, original, ref, kc, true)
+	digest, err := m.pinFor(ctx, policies, req, c.Key, original, ref, kc, true)
 	if err != nil {
-		v := admit.New(resolver, RuleDigest, c.name, "image %q is not pinned by digest and could not be resolved to one: %v", original, err)
+		v := admit.New(resolver, RuleDigest, c.Key, "image %q is not pinned by digest and could not be resolved to one: %v", original, err)
 		return "", &v
 	}
 	if digest == "" {
 		return "", nil
 	}
-	*c.image = stripRepo(original) + "@" + digest
-	ctrl.LoggerFrom(ctx).V(1).Info("Resolved tag to digest", "container", c.name, "image", original, "digest", digest)
+	*c.Image = stripRepo(original) + "@" + digest
+	ctrl.LoggerFrom(ctx).V(1).Info("Resolved tag to digest", "container", c.Key, "image", original, "digest", digest)
 	return original, nil
 }
 
@@ -378,8 +351,8 @@ func (m *Images) pinFor(ctx context.Context, policies []fixityv1.ImmutabilityPol
 // pinned when it is provably true: the image it names resolves, for this pod, to exactly the
 // image the container has. That is the case when Fixity is invoked again after another webhook
 // (a sidecar injector) changed the pod it had already rewritten; a made-up value is dropped.
-func (m *Images) restoreOriginal(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *admit.Request, c container, kc authn.Keychain) string {
-	claim, ok := req.Stripped[originalImageKey(c.name)]
+func (m *Images) restoreOriginal(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *admit.Request, c admitted.PodImage, kc authn.Keychain) string {
+	claim, ok := req.Stripped[originalImageKey(c.Key)]
 	if !ok {
 		return ""
 	}
@@ -390,9 +363,9 @@ func (m *Images) restoreOriginal(ctx context.Context, policies []fixityv1.Immuta
 	if _, pinned := Pinned(ref); pinned {
 		return ""
 	}
-	digest, err := m.pinFor(ctx, policies, req, c.name, claim, ref, kc, false)
-	if err != nil || digest == "" || stripRepo(claim)+"@"+digest != *c.image {
-		ctrl.LoggerFrom(ctx).V(1).Info("Dropped an original-image annotation that does not match the image", "container", c.name, "claim", claim)
+	digest, err := m.pinFor(ctx, policies, req, c.Key, claim, ref, kc, false)
+	if err != nil || digest == "" || stripRepo(claim)+"@"+digest != *c.Image {
+		ctrl.LoggerFrom(ctx).V(1).Info("Dropped an original-image annotation that does not match the image", "container", c.Key, "claim", claim)
 		return ""
 	}
 	return claim

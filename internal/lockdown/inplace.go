@@ -4,7 +4,6 @@ import (
 	"context"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
@@ -30,41 +29,15 @@ func (c *InPlace) CheckPod(_ context.Context, p *fixityv1.ImmutabilityPolicy, re
 	if req.Template || req.OldPod == nil || req.Admission.Operation != admissionv1.Update || req.Admission.UserInfo.Username == c.Operator {
 		return nil
 	}
-	before := images(req.OldPod)
+	before := map[string]string{}
+	for _, im := range admitted.PodImages(req.OldPod) {
+		before[im.Key] = *im.Image
+	}
 	var out []admit.Violation
-	for _, e := range imageList(req.Pod) {
-		if old, ok := before[e.key]; ok && old != e.image {
-			out = append(out, admit.New(p, RuleInPlace, e.key, "image changed in place from %q to %q; a running pod is never changed: roll out a new pod instead (change its Deployment or other owner, or create a new pod)", old, e.image))
+	for _, im := range admitted.PodImages(req.Pod) {
+		if old, ok := before[im.Key]; ok && old != *im.Image {
+			out = append(out, admit.New(p, RuleInPlace, im.Key, "image changed in place from %q to %q; a running pod is never changed: roll out a new pod instead (change its Deployment or other owner, or create a new pod)", old, *im.Image))
 		}
-	}
-	return out
-}
-
-type imageEntry struct{ key, image string }
-
-// imageList is every image of pod, keyed by container name or admitted.VolumeKey, in spec order.
-func imageList(pod *corev1.Pod) []imageEntry {
-	var out []imageEntry
-	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range cs {
-			out = append(out, imageEntry{c.Name, c.Image})
-		}
-	}
-	for _, c := range pod.Spec.EphemeralContainers {
-		out = append(out, imageEntry{c.Name, c.Image})
-	}
-	for _, v := range pod.Spec.Volumes {
-		if v.Image != nil {
-			out = append(out, imageEntry{admitted.VolumeKey(v.Name), v.Image.Reference})
-		}
-	}
-	return out
-}
-
-func images(pod *corev1.Pod) map[string]string {
-	out := map[string]string{}
-	for _, e := range imageList(pod) {
-		out[e.key] = e.image
 	}
 	return out
 }
