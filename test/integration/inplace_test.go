@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/onsi/gomega"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -16,8 +15,7 @@ import (
 func TestInPlaceImageChangesAreRefused(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "alice", Groups: []string{"system:masters"}}
+	cfg := asAlice()
 	alice, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	v1, v2 := pushImage(t, "shop/inplace", "1"), pushImage(t, "shop/inplace", "2")

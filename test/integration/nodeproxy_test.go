@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/fixity-dev/fixity/webhooks/podaccess"
@@ -29,8 +28,7 @@ func TestNodeProxyIsDecidedAsPodAccess(t *testing.T) {
 	node.Status.DaemonEndpoints.KubeletEndpoint.Port = 1 // nothing listens: an admitted request fails to connect
 	g.Expect(k8s.Status().Update(ctx, node)).To(gomega.Succeed())
 
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "alice", Groups: []string{"system:masters"}}
+	cfg := asAlice()
 	alice, err := kubernetes.NewForConfig(cfg)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	proxy := func(path string) error {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 )
@@ -72,4 +73,12 @@ func createNamespace(t *testing.T, ctx context.Context, labels map[string]string
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: uniqueName("ns"), Labels: labels}}
 	gomega.NewWithT(t).Expect(k8s.Create(ctx, ns)).To(gomega.Succeed())
 	return ns.Name
+}
+
+// asAlice is the test API server's config acting as user alice, in system:masters: RBAC lets her
+// do anything, so only Fixity's webhooks can refuse her, and she is not the operator.
+func asAlice() *rest.Config {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "alice", Groups: []string{"system:masters"}}
+	return cfg
 }

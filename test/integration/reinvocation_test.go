@@ -14,7 +14,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -108,8 +107,7 @@ func TestOriginalImageSurvivesReinvocation(t *testing.T) {
 	installSidecarInjector(t, ctx, ns)
 	// Pods are created by someone other than the operator (a ReplicaSet controller, a user),
 	// whose fixity.dev/* annotations the operator does not take on trust.
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: "alice", Groups: []string{"system:masters"}}
+	cfg := asAlice()
 	alice, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	d := pushImage(t, "shop/mesh", "1.0")
