@@ -62,7 +62,8 @@ type Check interface {
 // Request is what a Check sees: the pod (or the pod built from a workload template) and the
 // admission request it came in.
 type Request struct {
-	// Pod is the pod being admitted, after any earlier mutation.
+	// Pod is the pod being admitted, after any earlier mutation. The pod webhooks do not decode
+	// its status or managedFields (no check reads them).
 	Pod *corev1.Pod
 	// OldPod is the pod before an UPDATE; nil on CREATE and for templates.
 	OldPod *corev1.Pod
@@ -152,6 +153,9 @@ func RunChecks(ctx context.Context, checks []Check, policies []fixityv1.Immutabi
 // Mutator changes a pod being created (Resolve rewrites tags to digests) by the rules of the
 // matching policies, editing req.Pod in place. Problems it cannot resolve come back as
 // violations, which deny or warn like any other.
+//
+// A mutator changes only the pod's annotations and the image references admitted.PodImages
+// lists (never adding or removing one): the webhook's patch is built from those alone.
 type Mutator interface {
 	MutatePod(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *Request) []Violation
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,28 +38,30 @@ func VolumeKey(name string) string { return VolumePrefix + name }
 func VolumeName(key string) (string, bool) { return strings.CutPrefix(key, VolumePrefix) }
 
 // PodImage is one image a pod runs or mounts: its record key (the container's name, or VolumeKey
-// for an image volume) and its reference, in the pod, so that a mutator can rewrite it.
+// for an image volume), its reference, in the pod, so that a mutator can rewrite it, and the JSON
+// pointer of that reference, so that a rewrite can be sent as a patch.
 type PodImage struct {
 	Key   string
 	Image *string
+	Path  string
 }
 
 // PodImages lists every image of pod in spec order: init containers, containers, ephemeral
 // containers, then image volumes, which mount an image's content as surely as a container runs one.
 func PodImages(pod *corev1.Pod) []PodImage {
-	var out []PodImage
+	out := make([]PodImage, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers))
 	for i := range pod.Spec.InitContainers {
-		out = append(out, PodImage{pod.Spec.InitContainers[i].Name, &pod.Spec.InitContainers[i].Image})
+		out = append(out, PodImage{pod.Spec.InitContainers[i].Name, &pod.Spec.InitContainers[i].Image, "/spec/initContainers/" + strconv.Itoa(i) + "/image"})
 	}
 	for i := range pod.Spec.Containers {
-		out = append(out, PodImage{pod.Spec.Containers[i].Name, &pod.Spec.Containers[i].Image})
+		out = append(out, PodImage{pod.Spec.Containers[i].Name, &pod.Spec.Containers[i].Image, "/spec/containers/" + strconv.Itoa(i) + "/image"})
 	}
 	for i := range pod.Spec.EphemeralContainers {
-		out = append(out, PodImage{pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].Image})
+		out = append(out, PodImage{pod.Spec.EphemeralContainers[i].Name, &pod.Spec.EphemeralContainers[i].Image, "/spec/ephemeralContainers/" + strconv.Itoa(i) + "/image"})
 	}
 	for i := range pod.Spec.Volumes {
 		if v := pod.Spec.Volumes[i].Image; v != nil && v.Reference != "" {
-			out = append(out, PodImage{VolumeKey(pod.Spec.Volumes[i].Name), &v.Reference})
+			out = append(out, PodImage{VolumeKey(pod.Spec.Volumes[i].Name), &v.Reference, "/spec/volumes/" + strconv.Itoa(i) + "/image/reference"})
 		}
 	}
 	return out

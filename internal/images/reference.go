@@ -5,10 +5,17 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/utils/lru"
 )
 
 // Parse parses an image reference as the kubelet does: "nginx" is docker.io/library/nginx:latest.
+//
+// Parsed references are kept (they are immutable values): parsing validates every part of the
+// name and was a tenth of an admission's own work with a cached verdict.
 func Parse(image string) (name.Reference, error) {
+	if ref, ok := parsed.Get(image); ok {
+		return ref.(name.Reference), nil
+	}
 	if strings.TrimSpace(image) == "" {
 		return nil, fmt.Errorf("image is empty")
 	}
@@ -16,8 +23,12 @@ func Parse(image string) (name.Reference, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %q is not a valid image reference: %w", image, err)
 	}
+	parsed.Add(image, ref)
 	return ref, nil
 }
+
+// parsed holds the references of the images seen lately.
+var parsed = lru.New(4096)
 
 // Pinned returns ref as repo@digest when it names a digest (repo:tag@digest counts: the
 // runtime pulls the digest).

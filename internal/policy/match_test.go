@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -120,5 +121,34 @@ func TestTheOperatorsNamespaceComesFromConfiguration(t *testing.T) {
 	}
 	if got := AlwaysExcludedNamespaces(""); !slices.Contains(got, fixityv1.OperatorNamespace) {
 		t.Errorf("AlwaysExcludedNamespaces(\"\") = %v, want fixity-system among them", got)
+	}
+}
+
+// Parsed selectors are kept per policy generation: a changed selector (a new generation) is
+// parsed again, never matched by the old one, and a policy built by hand is never cached.
+func TestMatchesFollowsTheSelectorOfEachGeneration(t *testing.T) {
+	m := &Matcher{}
+	for _, step := range []struct {
+		uid        types.UID
+		generation int64
+		selects    string
+	}{
+		{"uid-1", 1, "web"},
+		{"uid-1", 1, "web"},
+		{"uid-1", 2, "db"},
+		{"", 0, "web"},
+		{"", 0, "db"},
+	} {
+		p := pol("p", fixityv1.PolicyMatch{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": step.selects}}})
+		p.UID, p.Generation = step.uid, step.generation
+		for _, app := range []string{"web", "db"} {
+			got, err := m.Matches(p, ns("shop", nil), map[string]string{"app": app})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := app == step.selects; got != want {
+				t.Fatalf("policy %s generation %d selecting app=%s: Matches(app=%s) = %v, want %v", step.uid, step.generation, step.selects, app, got, want)
+			}
+		}
 	}
 }

@@ -1,87 +1,54 @@
 package pods
 
 import (
-	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/fixity-dev/fixity/internal/admitted"
 )
 
-// patchFor is the JSON patch from orig to mutated. The mutators change only annotations and
-// image references, so those are patched directly; building the patch by diffing two encoded
-// pods (PatchResponseFromRaw) decoded both documents again and cost more than all of Fixity's
-// own work on a cached admission. Should a mutator ever change anything else, the pods are
-// diffed whole, so no change is lost.
-func patchFor(raw []byte, orig, mutated *corev1.Pod) admission.Response {
-	if ops, ok := directPatch(orig, mutated); ok {
-		if len(ops) == 0 {
-			return admission.Allowed("")
-		}
-		return admission.Patched("", ops...)
-	}
-	b, err := json.Marshal(mutated)
-	if err != nil {
-		return admission.Errored(500, err)
-	}
-	return admission.PatchResponseFromRaw(raw, b)
+// before is what the mutators may change, as it was before they ran: the annotations and every
+// image reference (admitted.Mutator's contract). The patch is built from it directly: diffing two
+// encoded pods (PatchResponseFromRaw), or even deep-copying and comparing them, cost more than
+// all of Fixity's own work on an admission with a cached verdict.
+type before struct {
+	annotations map[string]string
+	images      []string
 }
 
-// directPatch returns the operations for the annotations and images that differ, and false when
-// something else differs too.
-func directPatch(orig, mutated *corev1.Pod) ([]jsonpatch.Operation, bool) {
+func snapshot(pod *corev1.Pod) before {
+	b := before{annotations: maps.Clone(pod.Annotations)}
+	for _, im := range admitted.PodImages(pod) {
+		b.images = append(b.images, *im.Image)
+	}
+	return b
+}
+
+// patchFor is the JSON patch from the pod as it was before the mutators to pod. A mutator that
+// added or removed an image broke its contract: the pod is refused rather than patched wrong.
+func patchFor(b before, pod *corev1.Pod) admission.Response {
+	ims := admitted.PodImages(pod)
+	if len(ims) != len(b.images) {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("a mutation changed the pod's images from %d to %d", len(b.images), len(ims)))
+	}
 	var ops []jsonpatch.Operation
-	// Everything but annotations and images must be the same.
-	rest := mutated.DeepCopy()
-	rest.Annotations = orig.Annotations
-	images := func(from, to []corev1.Container, path string) bool {
-		if len(from) != len(to) {
-			return false
+	for i, im := range ims {
+		if *im.Image != b.images[i] {
+			ops = append(ops, jsonpatch.NewOperation("replace", im.Path, *im.Image))
 		}
-		for i := range to {
-			if to[i].Image != from[i].Image {
-				ops = append(ops, jsonpatch.NewOperation("replace", path+"/"+strconv.Itoa(i)+"/image", to[i].Image))
-			}
-		}
-		return true
 	}
-	if !images(orig.Spec.InitContainers, rest.Spec.InitContainers, "/spec/initContainers") ||
-		!images(orig.Spec.Containers, rest.Spec.Containers, "/spec/containers") {
-		return nil, false
+	ops = append(ops, annotationOps(b.annotations, pod.Annotations)...)
+	if len(ops) == 0 {
+		return admission.Allowed("")
 	}
-	if len(orig.Spec.EphemeralContainers) != len(rest.Spec.EphemeralContainers) || len(orig.Spec.Volumes) != len(rest.Spec.Volumes) {
-		return nil, false
-	}
-	for i := range rest.Spec.EphemeralContainers {
-		if a, b := orig.Spec.EphemeralContainers[i].Image, rest.Spec.EphemeralContainers[i].Image; a != b {
-			ops = append(ops, jsonpatch.NewOperation("replace", "/spec/ephemeralContainers/"+strconv.Itoa(i)+"/image", b))
-		}
-		rest.Spec.EphemeralContainers[i].Image = orig.Spec.EphemeralContainers[i].Image
-	}
-	for i := range rest.Spec.InitContainers {
-		rest.Spec.InitContainers[i].Image = orig.Spec.InitContainers[i].Image
-	}
-	for i := range rest.Spec.Containers {
-		rest.Spec.Containers[i].Image = orig.Spec.Containers[i].Image
-	}
-	for i := range rest.Spec.Volumes {
-		a, b := orig.Spec.Volumes[i].Image, rest.Spec.Volumes[i].Image
-		if a == nil || b == nil {
-			continue
-		}
-		if a.Reference != b.Reference {
-			ops = append(ops, jsonpatch.NewOperation("replace", "/spec/volumes/"+strconv.Itoa(i)+"/image/reference", b.Reference))
-		}
-		b.Reference = a.Reference
-	}
-	if !equality.Semantic.DeepEqual(rest, orig) {
-		return nil, false
-	}
-	return append(ops, annotationOps(orig.Annotations, mutated.Annotations)...), true
+	return admission.Patched("", ops...)
 }
 
 // annotationOps patches annotations from to to, key by key (sorted, for stable patches).

@@ -8,6 +8,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -86,7 +87,7 @@ func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	if r == nil {
 		return resp
 	}
-	orig := r.Pod.DeepCopy()
+	b := snapshot(r.Pod)
 	var vs []admit.Violation
 	for _, m := range h.Mutators {
 		vs = append(vs, m.MutatePod(ctx, policies, r)...)
@@ -98,26 +99,46 @@ func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	if !verdict.Allowed {
 		return verdict
 	}
-	return patchFor(req.Object.Raw, orig, r.Pod).WithWarnings(verdict.Warnings...)
+	return patchFor(b, r.Pod).WithWarnings(verdict.Warnings...)
 }
 
 // decodePod decodes a pod of an admission request as the API server encoded it (v1, JSON),
 // the way apimachinery's JSON serializer does in the end (case-sensitive, integers kept), but
 // without its first pass over the whole document to find the kind: the webhook only ever
-// receives v1 Pods.
+// receives v1 Pods. Its status and managedFields are skipped, not decoded: no admission check
+// reads them, and on an UPDATE they are most of the document.
 func decodePod(raw []byte) (*corev1.Pod, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("the admission request has no object")
 	}
-	pod := &corev1.Pod{}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, pod); err != nil {
+	var f podFields
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &f); err != nil {
 		return nil, fmt.Errorf("decoding the pod: %w", err)
 	}
-	if pod.Kind != "" && pod.Kind != "Pod" {
-		return nil, fmt.Errorf("decoding the pod: the object is a %s", pod.Kind)
+	if f.Kind != "" && f.Kind != "Pod" {
+		return nil, fmt.Errorf("decoding the pod: the object is a %s", f.Kind)
 	}
-	return pod, nil
+	return &corev1.Pod{TypeMeta: f.TypeMeta, ObjectMeta: f.Metadata.ObjectMeta, Spec: f.Spec}, nil
 }
+
+// podFields is a pod without its status (an unknown field to the decoder, skipped).
+type podFields struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        podMetadata    `json:"metadata"`
+	Spec            corev1.PodSpec `json:"spec"`
+}
+
+// podMetadata is a pod's metadata without its managedFields: the outer field, being shallower,
+// takes the key from ObjectMeta's.
+type podMetadata struct {
+	metav1.ObjectMeta `json:",inline"`
+	ManagedFields     skipped `json:"managedFields"`
+}
+
+// skipped is a JSON value read past and dropped.
+type skipped struct{}
+
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
 
 // decode reads the pod (and the old pod on UPDATE) and the policies that apply to it. A nil
 // request means the returned response is final: the object did not decode, or the policies

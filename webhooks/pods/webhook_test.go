@@ -83,3 +83,26 @@ func TestValidatorRefusesWhatDoesNotDecode(t *testing.T) {
 		t.Fatalf("undecodable pod: allowed %t, code %d", resp.Allowed, resp.Result.Code)
 	}
 }
+
+// The webhook decodes what the checks read, metadata and spec, exactly; status and managedFields
+// are read past.
+func TestDecodePodSkipsStatusAndManagedFields(t *testing.T) {
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","labels":{"app":"web"},"annotations":{"a":"b"},
+		"managedFields":[{"manager":"kubectl","operation":"Update","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{}}}]},
+		"spec":{"containers":[{"name":"web","image":"r/web@sha256:1","resources":{"limits":{"cpu":"1"}}}],"terminationGracePeriodSeconds":30},
+		"status":{"phase":"Running","podIP":"10.0.0.1"}}`)
+	pod, err := decodePod(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pod.Name != "web" || pod.Labels["app"] != "web" || pod.Annotations["a"] != "b" || pod.Spec.Containers[0].Image != "r/web@sha256:1" ||
+		pod.Spec.Containers[0].Resources.Limits.Cpu().String() != "1" || *pod.Spec.TerminationGracePeriodSeconds != 30 {
+		t.Fatalf("decoded %+v", pod)
+	}
+	if pod.ManagedFields != nil || pod.Status.Phase != "" {
+		t.Fatalf("managedFields %v and status %+v were decoded", pod.ManagedFields, pod.Status)
+	}
+	if _, err := decodePod([]byte(`{"kind":"Secret","metadata":{"name":"x"}}`)); err == nil || !strings.Contains(err.Error(), "the object is a Secret") {
+		t.Fatalf("decoding a Secret: %v", err)
+	}
+}
