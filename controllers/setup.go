@@ -5,6 +5,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/fixity-dev/fixity/controllers/accessapproval"
 	"github.com/fixity-dev/fixity/controllers/accessgrant"
 	"github.com/fixity-dev/fixity/controllers/drift"
 	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
@@ -23,8 +24,11 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
 	}
-	if err := (&accessgrant.Reconciler{Client: mgr.GetClient(), Events: d.Events, Clock: d.Clock}).SetupWithManager(mgr); err != nil {
+	if err := (&accessgrant.Reconciler{Client: mgr.GetClient(), Events: d.Events, Clock: d.Clock, Grants: d.Access.Finder}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AccessGrant controller: %w", err)
+	}
+	if err := (&accessapproval.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the AccessApproval controller: %w", err)
 	}
 	if err := (&drift.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: d.Matcher,

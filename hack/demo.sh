@@ -91,8 +91,9 @@ Stop everything with: make demo-down
 TXT
 }
 
-# breakglass shows runtime lockdown and an AccessGrant: exec is denied, alice gets a grant for one
-# pod, only she gets in, and when the grant expires the pod is marked for replacement.
+# breakglass shows runtime lockdown and an AccessGrant: exec is denied, alice asks for a grant for
+# one pod, bob approves it (the production policy asks for one approval), only she gets in, and
+# when the grant expires the pod is marked for replacement.
 breakglass() {
   local alice="$root/bin/k8s/kubectl --kubeconfig $dir/alice.kubeconfig"
   local bob="$root/bin/k8s/kubectl --kubeconfig $dir/bob.kubeconfig"
@@ -114,8 +115,33 @@ spec:
   duration: 20s
   reason: "INC-4242: checkout returns 500"
 YAML
+  $kubectl -n shop wait --for=jsonpath='{.status.phase}'=Pending accessgrant/inc-4242 --timeout=30s >/dev/null
+  $kubectl -n shop get accessgrant inc-4242 -o wide
+
+  step "alice execs: the grant waits for a second person"
+  if out=$($alice -n shop exec "$pod" -- true 2>&1); then echo "unexpected: exec was allowed before approval" >&2; exit 1; fi
+  echo "$out"
+
+  step "alice approves her own grant: refused"
+  if out=$($alice apply -f - 2>&1 <<YAML
+apiVersion: fixity.dev/v1alpha1
+kind: AccessApproval
+metadata: {name: inc-4242-alice, namespace: shop}
+spec: {grant: inc-4242}
+YAML
+  ); then echo "unexpected: alice approved her own grant" >&2; exit 1; fi
+  echo "$out"
+
+  step "bob approves it: the grant is Active for 20s from his approval"
+  $bob apply -f - <<YAML
+apiVersion: fixity.dev/v1alpha1
+kind: AccessApproval
+metadata: {name: inc-4242-bob, namespace: shop}
+spec: {grant: inc-4242}
+YAML
   $kubectl -n shop wait --for=jsonpath='{.status.phase}'=Active accessgrant/inc-4242 --timeout=30s >/dev/null
-  $kubectl -n shop get accessgrant inc-4242
+  $kubectl -n shop get accessgrant inc-4242 -o wide
+  $kubectl -n shop get accessgrant inc-4242 -o jsonpath='approved by: {range .status.approvals[*]}{.user} at {.at}{"\n"}{end}'
 
   step "alice execs again: Fixity admits it (the fake KWOK node has no kubelet, so the session itself fails there)"
   out=$($alice -n shop exec "$pod" -- true 2>&1) || true
@@ -131,7 +157,7 @@ YAML
   $kubectl -n shop wait --for=jsonpath='{.metadata.annotations.fixity\.dev/tainted}' "pod/$pod" --timeout=30s >/dev/null
   echo "fixity.dev/tainted: $($kubectl -n shop get pod "$pod" -o jsonpath='{.metadata.annotations.fixity\.dev/tainted}')"
 
-  step "Waiting for the grant to expire (20s after creation)"
+  step "Waiting for the grant to expire (20s after bob's approval)"
   $kubectl -n shop wait --for=jsonpath='{.status.phase}'=Expired accessgrant/inc-4242 --timeout=60s >/dev/null
   $kubectl -n shop get accessgrant inc-4242
   step "The grant has ended: the pod alice was in is replaced by a fresh one"

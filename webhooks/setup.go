@@ -19,7 +19,7 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 		&pods.Metadata{Matcher: d.Matcher, Annotations: d.Annotations, Guards: d.Guards})
 	workloads.Register(mgr, d.Matcher, d.Checks)
 	podaccess.Register(mgr, d.Matcher, d.Access)
-	accessgrant.Register(mgr, d.Matcher, d.Self.Username)
+	accessgrant.Register(mgr, d.Matcher, d.Access.Finder, d.Self.Username)
 	policies.Register(mgr)
 	return nil
 }

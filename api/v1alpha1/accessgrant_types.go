@@ -24,7 +24,8 @@ const (
 type GrantPhase string
 
 const (
-	// GrantPending means created,, not yet processed by the operator.
+	// GrantPending means created and waiting: for the operator, or for approvals (see
+	// runtime.approvals). A grant still Pending an hour after its creation expires.
 	GrantPending GrantPhase = "Pending"
 	// GrantActive means the requester may use the grant until expiresAt.
 	GrantActive GrantPhase = "Active"
@@ -58,7 +59,8 @@ type AccessGrantSpec struct {
 	// +required
 	Access []AccessKind `json:"access"`
 
-	// duration is how long the grant is active after creation: default 5m, at most 1h.
+	// duration is how long the grant is active after creation, or after the last approval it
+	// needs: default 5m, at most 1h.
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
@@ -95,6 +97,23 @@ type AccessSession struct {
 	At metav1.Time `json:"at"`
 }
 
+// GrantApproval is one approval counted for a grant.
+type GrantApproval struct {
+	// user who approved, taken from the admission request that created the AccessApproval.
+	// +kubebuilder:validation:MaxLength=512
+	// +required
+	User string `json:"user"`
+
+	// at is when the approval was created.
+	// +required
+	At metav1.Time `json:"at"`
+
+	// approval is the name of the AccessApproval.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Approval string `json:"approval,omitempty"`
+}
+
 // AccessGrantStatus is the observed state of an AccessGrant.
 type AccessGrantStatus struct {
 	// observedGeneration is the generation the status was computed for.
@@ -117,9 +136,20 @@ type AccessGrantStatus struct {
 	// +optional
 	Phase GrantPhase `json:"phase,omitempty"`
 
-	// expiresAt is when the grant stops letting anyone in.
+	// expiresAt is when the grant stops letting anyone in; while Pending, when it expires
+	// unless approved.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// requiredApprovals is how many approvals the policies of the grant's namespace ask for.
+	// +optional
+	RequiredApprovals int32 `json:"requiredApprovals,omitempty"`
+
+	// approvals are the approvals counted, oldest first: one per user, never the requester's.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Approvals []GrantApproval `json:"approvals,omitempty"`
 
 	// sessions records every access the grant let through, oldest first.
 	// +listType=atomic
@@ -135,6 +165,7 @@ type AccessGrantStatus struct {
 // +kubebuilder:resource:scope=Namespaced,shortName=grant,categories=fixity
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.status.requester`
+// +kubebuilder:printcolumn:name="Approvals",type=integer,JSONPath=`.status.requiredApprovals`,priority=1
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.spec.reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -22,6 +22,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&ImmutabilityPolicy{}, &ImmutabilityPolicyList{},
 		&AccessGrant{}, &AccessGrantList{},
+		&AccessApproval{}, &AccessApprovalList{},
 		&NodeImmutabilityPolicy{}, &NodeImmutabilityPolicyList{},
 		&NodeBaseline{}, &NodeBaselineList{},
 	)

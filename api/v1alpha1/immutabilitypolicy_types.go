@@ -381,6 +381,14 @@ type RuntimeRules struct {
 	// +kubebuilder:default=Ignore
 	// +optional
 	ReadOnlyRootFilesystem IgnoreRequire `json:"readOnlyRootFilesystem,omitempty"`
+
+	// approvals is how many users other than the requester must approve an AccessGrant (with an
+	// AccessApproval) before it lets anyone into a pod under this policy: 0 (default) to 3.
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3
+	// +optional
+	Approvals int32 `json:"approvals,omitempty"`
 }
 
 // DriftRules say how drifted pods are handled.

@@ -38,6 +38,17 @@ const (
 	// NoRequesterReason means an AccessGrant has no recorded requester (it was created while
 	// the webhook was not installed), so nobody may use it.
 	NoRequesterReason = "NoRequester"
+	// CountedReason means an AccessApproval counts for its grant.
+	CountedReason = "Counted"
+	// NoApproverReason means an AccessApproval has no recorded approver or grant UID (it was
+	// created while the webhook was not installed), so it counts for nothing.
+	NoApproverReason = "NoApprover"
+	// GrantNotFoundReason means the grant an AccessApproval names is gone, or is another grant
+	// of the same name.
+	GrantNotFoundReason = "GrantNotFound"
+	// NotCountedReason means an AccessApproval does not count: its approver is the requester,
+	// or approved the grant already in another AccessApproval.
+	NotCountedReason = "NotCounted"
 	// ProceedingReason means no drifted pod is held back.
 	ProceedingReason = "Proceeding"
 	// ReplacementWouldBeDeniedReason means a drifted pod is kept because the pod that would
@@ -89,6 +100,8 @@ const (
 	EventInteractiveAccess = "InteractiveAccess"
 	// EventGrantEnded: an AccessGrant expired or was revoked.
 	EventGrantEnded = "GrantEnded"
+	// EventGrantApproved (on the grant): an AccessApproval was counted for it.
+	EventGrantApproved = "Approved"
 )
 
 // Event reasons on nodes and NodeImmutabilityPolicies.
@@ -159,6 +172,15 @@ const (
 	// RequesterAnnotation on an AccessGrant is the user who created it, from the admission
 	// request.
 	RequesterAnnotation = Prefix + "requester"
+	// RequesterGroupsAnnotation on an AccessGrant is the requester's groups (JSON list), from the
+	// same request: whether the requester could act as an approver is asked of the API server's
+	// authorizer with them.
+	RequesterGroupsAnnotation = Prefix + "requester-groups"
+	// ApproverAnnotation on an AccessApproval is the user who created it, and
+	// ApprovedGrantUIDAnnotation the UID of the grant it approves (a grant deleted and created
+	// again under the same name is a new grant), both from the admission request.
+	ApproverAnnotation         = Prefix + "approver"
+	ApprovedGrantUIDAnnotation = Prefix + "grant-uid"
 	// GrantFinalizer keeps a deleted AccessGrant until its pods are tainted.
 	GrantFinalizer = Prefix + "revoke"
 	// PinsLabel marks the ConfigMaps holding an owner's tag resolutions.

@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -29,11 +32,14 @@ type Reconciler struct {
 	Events recorder.EventRecorder
 	// Clock is read once per reconcile, so that the phase and the requeue agree.
 	Clock clock.PassiveClock
+	// Grants counts a grant's approvals and how many its namespace's policies ask for.
+	Grants *grants.Finder
 }
 
 // +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=fixity.dev,resources=accessgrants/finalizers,verbs=update
+// +kubebuilder:rbac:groups=fixity.dev,resources=accessapprovals,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 
 func (r *Reconciler) now() time.Time {
@@ -69,10 +75,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	switch {
 	case outcome.Kind == reconcile.Retry:
 		return ctrl.Result{}, outcome.Err
-	case g.Status.Phase == fixityv1.GrantActive:
-		// Wake up exactly when the grant ends; no polling. Active at now means it ends after
-		// now, so the wait is positive.
-		return ctrl.Result{RequeueAfter: max(grants.ExpiresAt(g).Sub(now), time.Millisecond)}, nil
+	case g.Status.Phase == fixityv1.GrantActive || g.Status.Phase == fixityv1.GrantPending:
+		// Wake up exactly when the grant ends, or expires unapproved; no polling. Approvals
+		// wake it through the watch. Active or Pending at now means that time is after now.
+		return ctrl.Result{RequeueAfter: max(g.Status.ExpiresAt.Sub(now), time.Millisecond)}, nil
 	}
 	return ctrl.Result{}, nil
 }
@@ -88,20 +94,43 @@ func (r *Reconciler) reconcileRequester(_ context.Context, g *fixityv1.AccessGra
 }
 
 func (r *Reconciler) reconcilePhase(ctx context.Context, g *fixityv1.AccessGrant, now time.Time) reconcile.Outcome {
-	expires := grants.ExpiresAt(g)
-	g.Status.ExpiresAt = &metav1.Time{Time: expires}
-	was := g.Status.Phase
-	if grants.Active(g, now) {
-		g.Status.Phase = fixityv1.GrantActive
-		return reconcile.Next()
+	f := r.Grants
+	if f == nil {
+		f = &grants.Finder{Reader: r.Client}
 	}
-	g.Status.Phase = fixityv1.GrantExpired
-	if was != fixityv1.GrantExpired {
-		ctrl.LoggerFrom(ctx).Info("Grant expired", "grant", klog.KObj(g), "expiresAt", expires)
-		r.announceEnd(ctx, g, fmt.Sprintf("expired at %s", expires.UTC().Format(time.RFC3339)))
+	st, err := f.State(ctx, g, now)
+	if err != nil {
+		return reconcile.Fail(err)
+	}
+	was, counted := g.Status.Phase, g.Status.Approvals
+	g.Status.ExpiresAt = &metav1.Time{Time: st.ExpiresAt}
+	g.Status.RequiredApprovals = st.Required
+	g.Status.Approvals = st.Approvals[:min(len(st.Approvals), maxApprovals)]
+	g.Status.Phase = st.Phase
+	for _, a := range st.Approvals {
+		if slices.ContainsFunc(counted, func(c fixityv1.GrantApproval) bool { return c.User == a.User && c.Approval == a.Approval }) {
+			continue
+		}
+		note := fmt.Sprintf("%s approved the grant in AccessApproval %s (%d of %d needed)", a.User, a.Approval, min(int32(len(st.Approvals)), st.Required), st.Required)
+		if st.Phase == fixityv1.GrantActive && was != fixityv1.GrantActive {
+			note += fmt.Sprintf("; %s may use it until %s", g.Status.Requester, st.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		ctrl.LoggerFrom(ctx).Info("Grant approved", "grant", klog.KObj(g), "approver", a.User, "approval", a.Approval)
+		r.Events.Eventf(g, nil, corev1.EventTypeNormal, fixityv1.EventGrantApproved, "Approve", note)
+	}
+	if st.Phase == fixityv1.GrantExpired && was != fixityv1.GrantExpired {
+		ctrl.LoggerFrom(ctx).Info("Grant expired", "grant", klog.KObj(g), "expiresAt", st.ExpiresAt, "approvals", len(st.Approvals), "requiredApprovals", st.Required)
+		how := fmt.Sprintf("expired at %s", st.ExpiresAt.UTC().Format(time.RFC3339))
+		if st.Missing() > 0 {
+			how += fmt.Sprintf(" without the %d approval(s) it needed", st.Required)
+		}
+		r.announceEnd(ctx, g, how)
 	}
 	return reconcile.Next()
 }
+
+// maxApprovals is the most status.approvals keeps (the schema's maxItems).
+const maxApprovals = 16
 
 // reconcileTaints marks every pod the grant let someone into, so it is replaced once the grant
 // has ended: kubectl debug sessions, which are tainted here rather than at admission, and any
@@ -186,6 +215,10 @@ func setReady(g *fixityv1.AccessGrant, o reconcile.Outcome) {
 	case g.Status.Phase == fixityv1.GrantActive:
 		cond.Status, cond.Reason = metav1.ConditionTrue, string(fixityv1.GrantActive)
 		cond.Message = fmt.Sprintf("%s may use %v until %s", g.Status.Requester, g.Spec.Access, g.Status.ExpiresAt.UTC().Format(time.RFC3339))
+	case g.Status.Phase == fixityv1.GrantPending:
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(fixityv1.GrantPending)
+		cond.Message = fmt.Sprintf("Waiting for %d more approval(s) by users other than %s (AccessApproval with spec.grant %s); expires unapproved at %s",
+			g.Status.RequiredApprovals-int32(len(g.Status.Approvals)), g.Status.Requester, g.Name, g.Status.ExpiresAt.UTC().Format(time.RFC3339))
 	default:
 		cond.Status, cond.Reason = metav1.ConditionFalse, string(g.Status.Phase)
 		cond.Message = "The grant has ended and lets nobody in"
@@ -197,6 +230,14 @@ func setReady(g *fixityv1.AccessGrant, o reconcile.Outcome) {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&fixityv1.AccessGrant{}).
+		// An approval wakes the grant it names: it may become Active now.
+		Watches(&fixityv1.AccessApproval{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
+			a, ok := o.(*fixityv1.AccessApproval)
+			if !ok {
+				return nil
+			}
+			return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.Grant}}}
+		})).
 		Named("accessgrant").
 		Complete(r)
 }

@@ -51,6 +51,9 @@ type Detector struct {
 	Versions *admitted.Versions
 	// Clock tells whether grants are still active; nil means the real clock.
 	Clock clock.PassiveClock
+	// Grants tells whether a grant is still active (its approvals counted); nil means a Finder
+	// on Reader and Clock that knows no policy asking for approvals.
+	Grants *grants.Finder
 
 	indexes *cache.LRUExpireCache
 }
@@ -284,11 +287,21 @@ func (d *Detector) taintGrantActive(ctx context.Context, pod *corev1.Pod) (bool,
 	if err := d.Reader.Get(ctx, nn, g); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
+	f := d.Grants
+	if f == nil {
+		f = &grants.Finder{Reader: d.Reader, Clock: d.Clock}
+	}
 	var c clock.PassiveClock = clock.RealClock{}
 	if d.Clock != nil {
 		c = d.Clock
 	}
-	return grants.Active(g, c.Now()), nil
+	st, err := f.State(ctx, g, c.Now())
+	if err != nil {
+		return false, err
+	}
+	// A Pending grant has let nobody in yet; a tainted pod under it was let in by an earlier
+	// grant of the same name, or tampered with: either way it is due.
+	return st.Phase == fixityv1.GrantActive, nil
 }
 
 func (d *Detector) specChange(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {

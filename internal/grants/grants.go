@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/policy"
 )
 
 // RequesterAnnotation records who created a grant. The AccessGrant webhook sets it from the
@@ -30,23 +31,110 @@ const Finalizer = fixityv1.GrantFinalizer
 // DefaultDuration applies when a grant's duration is unset (the schema defaults it too).
 const DefaultDuration = 5 * time.Minute
 
-// ExpiresAt is when g stops letting anyone in.
-func ExpiresAt(g *fixityv1.AccessGrant) time.Time {
-	d := DefaultDuration
-	if g.Spec.Duration != nil {
-		d = g.Spec.Duration.Duration
-	}
-	return g.CreationTimestamp.Add(d)
-}
+// PendingTimeout is how long a grant may wait for its approvals: one still Pending this long
+// after its creation has expired.
+const PendingTimeout = time.Hour
 
 // Requester is the user who created g.
 func Requester(g *fixityv1.AccessGrant) string {
 	return g.Annotations[RequesterAnnotation]
 }
 
-// Active reports whether g lets its requester in at now.
-func Active(g *fixityv1.AccessGrant, now time.Time) bool {
-	return g.DeletionTimestamp.IsZero() && Requester(g) != "" && now.Before(ExpiresAt(g))
+// State is where a grant is at one moment.
+type State struct {
+	Phase fixityv1.GrantPhase
+	// ExpiresAt is when an Active grant ends, or when a Pending one expires unapproved.
+	ExpiresAt time.Time
+	// Required is how many approvals the grant needs; Approvals are those counted.
+	Required  int32
+	Approvals []fixityv1.GrantApproval
+}
+
+// Missing is how many more approvals the grant needs.
+func (s State) Missing() int32 { return max(0, s.Required-int32(len(s.Approvals))) }
+
+// Evaluate says where g is at now, given the approvals counted for it and how many it needs. A
+// grant needing approvals runs for its duration from the approval that completed them.
+func Evaluate(g *fixityv1.AccessGrant, approvals []fixityv1.GrantApproval, required int32, now time.Time) State {
+	d := DefaultDuration
+	if g.Spec.Duration != nil {
+		d = g.Spec.Duration.Duration
+	}
+	s := State{Required: required, Approvals: approvals}
+	start := g.CreationTimestamp.Time
+	switch {
+	case Requester(g) == "" || !g.DeletionTimestamp.IsZero():
+		s.Phase, s.ExpiresAt = fixityv1.GrantExpired, start.Add(d)
+		return s
+	case s.Missing() > 0:
+		s.ExpiresAt = start.Add(PendingTimeout)
+		s.Phase = fixityv1.GrantPending
+		if !now.Before(s.ExpiresAt) {
+			s.Phase = fixityv1.GrantExpired
+		}
+		return s
+	case required > 0:
+		start = approvals[required-1].At.Time
+	}
+	s.ExpiresAt = start.Add(d)
+	s.Phase = fixityv1.GrantActive
+	if !now.Before(s.ExpiresAt) {
+		s.Phase = fixityv1.GrantExpired
+	}
+	return s
+}
+
+// RequiredApprovals is the most approvals any of policies asks for.
+func RequiredApprovals(policies []fixityv1.ImmutabilityPolicy) int32 {
+	var n int32
+	for i := range policies {
+		n = max(n, policies[i].Spec.Runtime.Approvals)
+	}
+	return n
+}
+
+// CountApprovals returns the approvals in list that count for g, oldest first: those naming g by
+// name and UID (recorded at admission), with a recorded approver other than the requester, the
+// first per approver.
+func CountApprovals(g *fixityv1.AccessGrant, list []fixityv1.AccessApproval) []fixityv1.GrantApproval {
+	var out []fixityv1.GrantApproval
+	for i := range list {
+		a := &list[i]
+		if Counts(g, a) != "" {
+			continue
+		}
+		out = append(out, fixityv1.GrantApproval{User: Approver(a), At: a.CreationTimestamp, Approval: a.Name})
+	}
+	slices.SortStableFunc(out, func(x, y fixityv1.GrantApproval) int {
+		if c := x.At.Compare(y.At.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Approval, y.Approval)
+	})
+	seen := map[string]bool{}
+	return slices.DeleteFunc(out, func(x fixityv1.GrantApproval) bool {
+		dup := seen[x.User]
+		seen[x.User] = true
+		return dup
+	})
+}
+
+// Approver is the user who created a, as the approval webhook recorded it.
+func Approver(a *fixityv1.AccessApproval) string { return a.Annotations[fixityv1.ApproverAnnotation] }
+
+// Counts returns "" when a counts for g, or the reason it does not; g may be nil (not found).
+func Counts(g *fixityv1.AccessGrant, a *fixityv1.AccessApproval) string {
+	switch {
+	case g == nil || a.Spec.Grant != g.Name || a.Namespace != g.Namespace || a.Annotations[fixityv1.ApprovedGrantUIDAnnotation] != string(g.UID):
+		return fmt.Sprintf("grant %s/%s it was created for no longer exists", a.Namespace, a.Spec.Grant)
+	case Approver(a) == "":
+		return "it has no recorded approver: it was not admitted by the Fixity webhook"
+	case !a.DeletionTimestamp.IsZero():
+		return "it is being deleted"
+	case Approver(a) == Requester(g):
+		return fmt.Sprintf("%s requested the grant and cannot approve it", Approver(a))
+	}
+	return ""
 }
 
 // Covers reports whether g names pod (by name or label selector) and allows access.
@@ -67,20 +155,50 @@ func Covers(g *fixityv1.AccessGrant, pod *corev1.Pod, access fixityv1.AccessKind
 // Finder looks up the grant that lets a user into a pod.
 type Finder struct {
 	Reader client.Reader
+	// Matcher finds the policies of a grant's namespace, which say how many approvals it needs;
+	// nil means none do.
+	Matcher *policy.Matcher
 	// Clock tells the time; nil means the real clock.
 	Clock clock.PassiveClock
 }
 
+// State returns where g is at now: its approvals, read from the AccessApprovals of its namespace
+// (never from its status, which is the operator's report of them), and how many the policies of
+// its namespace ask for. A grant is one object with one phase, so it needs the most approvals any
+// policy of its namespace asks for, whichever of its pods that policy selects.
+func (f *Finder) State(ctx context.Context, g *fixityv1.AccessGrant, now time.Time) (State, error) {
+	var required int32
+	if f.Matcher != nil {
+		policies, err := f.Matcher.ForNamespace(ctx, g.Namespace)
+		if err != nil {
+			return State{}, fmt.Errorf("grant %s/%s: reading the policies that say how many approvals it needs: %w", g.Namespace, g.Name, err)
+		}
+		required = RequiredApprovals(policies)
+	}
+	var approvals []fixityv1.GrantApproval
+	if required > 0 {
+		var list fixityv1.AccessApprovalList
+		if err := f.Reader.List(ctx, &list, client.InNamespace(g.Namespace)); err != nil {
+			return State{}, fmt.Errorf("grant %s/%s: listing AccessApprovals: %w", g.Namespace, g.Name, err)
+		}
+		approvals = CountApprovals(g, list.Items)
+	}
+	return Evaluate(g, approvals, required, now), nil
+}
+
+// Now is the time by the Finder's clock.
+func (f *Finder) Now() time.Time { return now(f.Clock) }
+
 // Find returns the active grant of user that covers pod for access. Without one it returns nil
 // and a sentence for the denial message explaining why: no grant, or grants that exist but
-// belong to someone else, have expired, or do not include this access.
+// belong to someone else, wait for approvals, have expired, or do not include this access.
 func (f *Finder) Find(ctx context.Context, pod *corev1.Pod, user string, access fixityv1.AccessKind) (*fixityv1.AccessGrant, string, error) {
 	var list fixityv1.AccessGrantList
 	if err := f.Reader.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
 		return nil, "", fmt.Errorf("listing AccessGrants in %s: %w", pod.Namespace, err)
 	}
-	now := now(f.Clock)
-	var others, expired, otherAccess []string
+	at := now(f.Clock)
+	var others, waiting, otherAccess []string
 	for i := range list.Items {
 		g := &list.Items[i]
 		ref := g.Namespace + "/" + g.Name
@@ -95,18 +213,29 @@ func (f *Finder) Find(ctx context.Context, pod *corev1.Pod, user string, access 
 			}
 			continue
 		}
-		switch {
-		case Requester(g) != user:
+		if Requester(g) != user {
 			others = append(others, fmt.Sprintf("grant %s belongs to %s, not %s", ref, displayUser(Requester(g)), user))
-		case !Active(g, now):
-			expired = append(expired, fmt.Sprintf("grant %s ended at %s", ref, ExpiresAt(g).UTC().Format(time.RFC3339)))
-		default:
+			continue
+		}
+		st, err := f.State(ctx, g, at)
+		if err != nil {
+			return nil, "", err
+		}
+		switch {
+		case st.Phase == fixityv1.GrantActive:
 			return g.DeepCopy(), "", nil
+		case st.Phase == fixityv1.GrantPending:
+			waiting = append(waiting, fmt.Sprintf("grant %s waits for %d more approval(s) by users other than %s (an AccessApproval with spec.grant %s, or kubectl fixity approve %s)",
+				ref, st.Missing(), user, g.Name, g.Name))
+		case st.Missing() > 0:
+			waiting = append(waiting, fmt.Sprintf("grant %s expired at %s without the %d approval(s) it needed", ref, st.ExpiresAt.UTC().Format(time.RFC3339), st.Required))
+		default:
+			waiting = append(waiting, fmt.Sprintf("grant %s ended at %s", ref, st.ExpiresAt.UTC().Format(time.RFC3339)))
 		}
 	}
 	var why []string
 	why = append(why, others...)
-	why = append(why, expired...)
+	why = append(why, waiting...)
 	for _, ref := range otherAccess {
 		why = append(why, fmt.Sprintf("grant %s does not include %s", ref, access))
 	}

@@ -2,6 +2,8 @@ package grants
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +109,75 @@ func TestTaintGrantReadsTaintValue(t *testing.T) {
 		if _, ok := TaintGrant(bad); ok {
 			t.Errorf("TaintGrant(%q) succeeded", bad)
 		}
+	}
+}
+
+func approval(name, approver, grantName, grantUID string, at time.Time) fixityv1.AccessApproval {
+	return fixityv1.AccessApproval{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(at),
+			Annotations: map[string]string{fixityv1.ApproverAnnotation: approver, fixityv1.ApprovedGrantUIDAnnotation: grantUID}},
+		Spec: fixityv1.AccessApprovalSpec{Grant: grantName},
+	}
+}
+
+// Only approvals made for this grant (name and UID), by someone other than its requester, count,
+// each approver once, oldest first.
+func TestCountApprovals(t *testing.T) {
+	g := grant("g", "alice", []fixityv1.AccessKind{fixityv1.AccessExec}, "web-0")
+	g.UID = "uid-g"
+	at := func(m int) time.Time { return created.Add(time.Duration(m) * time.Minute) }
+	unrecorded := approval("unrecorded", "", "g", "uid-g", at(1))
+	unrecorded.Annotations = nil
+	got := CountApprovals(g, []fixityv1.AccessApproval{
+		approval("carol-1", "carol", "g", "uid-g", at(3)),
+		approval("self", "alice", "g", "uid-g", at(1)),
+		approval("bob-1", "bob", "g", "uid-g", at(2)),
+		approval("bob-2", "bob", "g", "uid-g", at(4)),
+		approval("earlier-grant", "dave", "g", "uid-old", at(1)),
+		approval("other-grant", "erin", "h", "uid-g", at(1)),
+		unrecorded,
+	})
+	var names []string
+	for _, a := range got {
+		names = append(names, a.User+"/"+a.Approval)
+	}
+	if want := []string{"bob/bob-1", "carol/carol-1"}; !slices.Equal(names, want) {
+		t.Fatalf("CountApprovals = %v, want %v", names, want)
+	}
+}
+
+// A grant needing approvals is Pending until it has them, for at most an hour, and then runs for
+// its duration from the approval that completed them.
+func TestEvaluate(t *testing.T) {
+	g := grant("g", "alice", []fixityv1.AccessKind{fixityv1.AccessExec}, "web-0") // 15m
+	approved := func(ms ...int) []fixityv1.GrantApproval {
+		var out []fixityv1.GrantApproval
+		for _, m := range ms {
+			out = append(out, fixityv1.GrantApproval{User: "u" + strconv.Itoa(m), At: metav1.NewTime(created.Add(time.Duration(m) * time.Minute))})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		approvals []fixityv1.GrantApproval
+		required  int32
+		at        time.Duration
+		phase     fixityv1.GrantPhase
+		expires   time.Duration
+	}{
+		{"no approvals needed", nil, 0, time.Minute, fixityv1.GrantActive, 15 * time.Minute},
+		{"no approvals needed, ended", nil, 0, 15 * time.Minute, fixityv1.GrantExpired, 15 * time.Minute},
+		{"waiting", approved(5), 2, 30 * time.Minute, fixityv1.GrantPending, time.Hour},
+		{"never approved", nil, 1, time.Hour, fixityv1.GrantExpired, time.Hour},
+		{"approved: duration from the last approval needed", approved(5, 40), 2, 50 * time.Minute, fixityv1.GrantActive, 55 * time.Minute},
+		{"approved, ended", approved(5, 40), 2, 55 * time.Minute, fixityv1.GrantExpired, 55 * time.Minute},
+		{"more approvals than needed count from the one that completed them", approved(5, 40), 1, 19 * time.Minute, fixityv1.GrantActive, 20 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := Evaluate(g, tc.approvals, tc.required, created.Add(tc.at))
+			if st.Phase != tc.phase || !st.ExpiresAt.Equal(created.Add(tc.expires)) {
+				t.Fatalf("Evaluate = %s until %s, want %s until %s", st.Phase, st.ExpiresAt, tc.phase, created.Add(tc.expires))
+			}
+		})
 	}
 }

@@ -133,7 +133,7 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 		return nil, err
 	}
 	d.Access = &lockdown.Access{
-		Finder:   &grants.Finder{Reader: mgr.GetClient(), Clock: o.Clock},
+		Finder:   &grants.Finder{Reader: mgr.GetClient(), Matcher: d.Matcher, Clock: o.Clock},
 		Recorder: &grants.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: d.Events, Clock: o.Clock},
 	}
 	d.Annotations = &lockdown.AnnotationGuard{Operator: o.Self.Username}
@@ -161,6 +161,6 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	// Guards hold whatever the policies say, on pod updates and on status updates alike.
 	d.Guards = []admit.Guard{d.Annotations, &lockdown.LabelGuard{Matcher: d.Matcher, Operator: o.Self.Username}}
 	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)
-	d.Detector.Versions, d.Detector.Clock = d.Versions, o.Clock
+	d.Detector.Versions, d.Detector.Clock, d.Detector.Grants = d.Versions, o.Clock, d.Access.Finder
 	return d, nil
 }

@@ -55,9 +55,12 @@ func TestDemo(t *testing.T) {
 	g.Expect(out).To(gomega.MatchRegexp(`web-\S+\s+kwok-node-\d\s+127\.0\.0\.1:\d+/shop/web@sha256:[0-9a-f]{64}\s+\{"web":\{"image":"[^"]+","authorities":\["production/release"\],"formats":\{"production/release":"bundle"\},"attestations":\["production/provenance"\]\}\}`))
 	g.Expect(out).To(gomega.MatchRegexp(`fixity.dev/verified: \{"legacy":\{"image":"127\.0\.0\.1:\d+/shop/legacy@sha256:[0-9a-f]{64}","authorities":\["production/release"\],"formats":\{"production/release":"legacy"\},"attestations":\["production/provenance"\]\}\}`))
 	g.Expect(out).To(gomega.ContainSubstring("make demo-down"))
-	// The break-glass part: exec denied, alice's grant lets her in and not bob, it expires and
-	// the pod she touched is marked for replacement.
+	// The break-glass part: exec denied, alice's grant waits for bob's approval, then lets her in
+	// and not bob, it expires and the pod she touched is marked for replacement.
 	g.Expect(out).To(gomega.ContainSubstring("exec into pod"))
+	g.Expect(out).To(gomega.ContainSubstring("grant shop/inc-4242 waits for 1 more approval(s) by users other than alice"))
+	g.Expect(out).To(gomega.ContainSubstring("alice requested AccessGrant shop/inc-4242 and cannot approve it"))
+	g.Expect(out).To(gomega.MatchRegexp(`approved by: bob at \S+`))
 	g.Expect(out).To(gomega.ContainSubstring("belongs to alice, not bob"))
 	g.Expect(out).To(gomega.MatchRegexp(`alice Exec web-\S+ `))
 	g.Expect(out).To(gomega.MatchRegexp(`inc-4242\s+Expired\s+alice`))

@@ -321,11 +321,14 @@ func ptrTo[T any](v T) *T { return &v }
 // statusWriter lets user write pods/status in ns, as a node or a status-reporting controller may.
 func statusWriter(t *testing.T, ctx context.Context, ns, user string) {
 	t.Helper()
+	allow(t, ctx, ns, user, "pod-status", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get", "patch", "update"}})
+}
+
+// allow binds a Role named name in ns with rule to user.
+func allow(t *testing.T, ctx context.Context, ns, user, name string, rule rbacv1.PolicyRule) {
+	t.Helper()
 	g := gomega.NewWithT(t)
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pod-status-" + user},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get", "patch", "update"}}},
-	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-" + user}, Rules: []rbacv1.PolicyRule{rule}}
 	binding := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: role.Name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
@@ -402,4 +405,100 @@ func TestInitContainersAndReadOnlyRootFilesystem(t *testing.T) {
 	g.Eventually(func(g gomega.Gomega) {
 		g.Expect(readyPods(ctx, ns, "web")(g)).To(gomega.HaveLen(1))
 	}, eventually, poll).Should(gomega.Succeed())
+}
+
+func approvalManifest(ns, name, grant string) string {
+	return fmt.Sprintf("apiVersion: fixity.dev/v1alpha1\nkind: AccessApproval\nmetadata: {name: %s, namespace: %s}\nspec: {grant: %s}\n", name, ns, grant)
+}
+
+// Where a policy asks for an approval, a grant lets nobody in until a second person approves it:
+// not its requester, not a name the requester can act as, and each approver counts once. Its
+// duration runs from the approval.
+func TestAccessGrantWaitsForASecondPerson(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	alice, bob := newUser(t, "alice"), newUser(t, "bob")
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Runtime.Approvals = 1 })
+	runningPod(t, ctx, ns, "web")
+
+	out, err := alice.kubectlStdin(grantManifest(ns, "inc-77", "web", "Exec", "10m"), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	g.Eventually(getGrant(ctx, ns, "inc-77"), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.Phase", fixityv1.GrantPending),
+		gomega.HaveField("Status.RequiredApprovals", int32(1)),
+		gomega.HaveField("Status.Conditions", gomega.ContainElement(gomega.And(
+			gomega.HaveField("Type", fixityv1.ReadyCondition), gomega.HaveField("Status", metav1.ConditionFalse),
+			gomega.HaveField("Reason", string(fixityv1.GrantPending)), gomega.HaveField("Message", gomega.ContainSubstring("Waiting for 1 more approval(s) by users other than alice"))))),
+	))
+	out, _ = alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(out).To(gomega.ContainSubstring(deniedBy))
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("grant %s/inc-77 waits for 1 more approval(s) by users other than alice", ns)))
+
+	// Alice cannot approve her own grant, neither as herself nor as a service account she can
+	// impersonate.
+	out, err = alice.kubectlStdin(approvalManifest(ns, "inc-77-alice", "inc-77"), "apply", "-f", "-")
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("alice requested AccessGrant %s/inc-77 and cannot approve it", ns)))
+	helper := "system:serviceaccount:" + ns + ":helper"
+	impersonator(t, ctx, ns, "alice", "helper")
+	approver(t, ctx, ns, helper)
+	out, err = alice.kubectlStdin(approvalManifest(ns, "inc-77-helper", "inc-77"), "apply", "--as", helper, "-f", "-")
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("alice requested AccessGrant %s/inc-77 and can impersonate service account %s/helper", ns, ns)))
+
+	// Bob approves: the grant is Active for its duration from his approval, and alice is let in.
+	out, err = bob.kubectlStdin(approvalManifest(ns, "inc-77-bob", "inc-77"), "apply", "-f", "-")
+	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
+	approval := &fixityv1.AccessApproval{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "inc-77-bob"}, approval)).To(gomega.Succeed())
+	g.Eventually(getGrant(ctx, ns, "inc-77"), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.Phase", fixityv1.GrantActive),
+		gomega.HaveField("Status.Approvals", gomega.ConsistOf(gomega.And(gomega.HaveField("User", "bob"), gomega.HaveField("Approval", "inc-77-bob")))),
+		gomega.HaveField("Status.ExpiresAt.Time", gomega.BeTemporally("==", approval.CreationTimestamp.Add(10*time.Minute))),
+	))
+	g.Eventually(events(ctx, ns, "inc-77"), eventually, poll).Should(gomega.ContainElement(
+		gomega.HavePrefix(fixityv1.EventGrantApproved + ": bob approved the grant in AccessApproval inc-77-bob (1 of 1 needed); alice may use it until")))
+	g.Eventually(func(g gomega.Gomega) *fixityv1.AccessApproval {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(approval), approval)).To(gomega.Succeed())
+		return approval
+	}, eventually, poll).Should(gomega.And(gomega.HaveField("Status.Approver", "bob"), gomega.HaveField("Status.Conditions", gomega.ContainElement(gomega.And(
+		gomega.HaveField("Type", fixityv1.ReadyCondition), gomega.HaveField("Status", metav1.ConditionTrue), gomega.HaveField("Reason", fixityv1.CountedReason))))))
+	out, _ = alice.kubectl("exec", "-n", ns, "web", "--", "true")
+	g.Expect(admittedPastFixity(out)).To(gomega.BeTrue(), "approved: %s", out)
+
+	// Bob approves once; nobody rewrites who approved.
+	out, err = bob.kubectlStdin(approvalManifest(ns, "inc-77-bob-again", "inc-77"), "apply", "-f", "-")
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("bob approved AccessGrant %s/inc-77 already (AccessApproval inc-77-bob)", ns)))
+	// Not even someone RBAC lets patch approvals.
+	mallory := newUser(t, "mallory")
+	allow(t, ctx, ns, "mallory", "approval-editor", rbacv1.PolicyRule{APIGroups: []string{fixityv1.GroupVersion.Group}, Resources: []string{"accessapprovals"}, Verbs: []string{"get", "patch"}})
+	out, err = mallory.kubectl("annotate", "-n", ns, "accessapproval/inc-77-bob", "--overwrite", fixityv1.ApproverAnnotation+"=carol")
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring("only the Fixity operator may change " + fixityv1.ApproverAnnotation + "; mallory tried to"))
+	out, err = mallory.kubectl("patch", "-n", ns, "accessapproval/inc-77-bob", "--type=merge", "-p", `{"spec":{"grant":"other"}}`)
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring("spec is immutable"))
+	// An approval of a grant that does not exist is refused.
+	out, err = bob.kubectlStdin(approvalManifest(ns, "nothing", "no-such-grant"), "apply", "-f", "-")
+	g.Expect(err).To(gomega.HaveOccurred(), out)
+	g.Expect(out).To(gomega.ContainSubstring(fmt.Sprintf("spec.grant: AccessGrant %s/no-such-grant does not exist", ns)))
+}
+
+// impersonator lets user impersonate service account sa of ns.
+func impersonator(t *testing.T, ctx context.Context, ns, user, sa string) {
+	t.Helper()
+	gomega.NewWithT(t).Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})).To(gomega.Succeed())
+	allow(t, ctx, ns, user, "impersonate-"+sa, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, ResourceNames: []string{sa}, Verbs: []string{"impersonate"}})
+}
+
+// approver binds the accessgrant-approver role to user in ns.
+func approver(t *testing.T, ctx context.Context, ns, user string) {
+	t.Helper()
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approver"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "fixity-sample-developer"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}
+	gomega.NewWithT(t).Expect(k8s.Create(ctx, binding)).To(gomega.Succeed())
 }

@@ -120,6 +120,8 @@ func TestPolicyCreateIsRejected(t *testing.T) {
 		{"unknown ephemeralContainers rule", "runtime:\n  ephemeralContainers: Maybe", "spec.runtime.ephemeralContainers", `Unsupported value: "Maybe"`},
 		{"unknown privileged rule", "runtime:\n  privileged: Maybe", "spec.runtime.privileged", `Unsupported value: "Maybe"`},
 		{"unknown readOnlyRootFilesystem rule", "runtime:\n  readOnlyRootFilesystem: Deny", "spec.runtime.readOnlyRootFilesystem", `Unsupported value: "Deny"`},
+		{"more than 3 approvals", "runtime:\n  approvals: 4", "spec.runtime.approvals", "less than or equal to 3"},
+		{"negative approvals", "runtime:\n  approvals: -1", "spec.runtime.approvals", "greater than or equal to 0"},
 		{"unknown drift action", "drift:\n  action: Delete", "spec.drift.action", `Unsupported value: "Delete"`},
 		{"unknown jobPods rule", "drift:\n  jobPods: Restart", "spec.drift.jobPods", `Unsupported value: "Restart"`},
 		{"unknown drift check", "drift:\n  checks: [ImageDigest, Vibes]", "spec.drift.checks[1]", `Unsupported value: "Vibes"`},
@@ -215,6 +217,27 @@ func TestGrantCreateIsRejected(t *testing.T) {
 			g := gomega.NewWithT(t)
 			err := k8s.Create(context.Background(), fromYAML(t, grantYAML(ns, uniqueName("grant"), tc.spec)), client.FieldValidation("Strict"))
 			g.Expect(err).To(gomega.HaveOccurred(), "the API server accepted:\n%s", tc.spec)
+			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.field))
+			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.msg))
+		})
+	}
+}
+
+func TestApprovalCreateIsRejected(t *testing.T) {
+	ns := createNamespace(t, context.Background(), nil)
+	for _, tc := range []struct {
+		name, spec, field, msg string
+	}{
+		{"no grant", "{}", "spec.grant", "Required value"},
+		{"grant name invalid", "{grant: Inc_1}", "spec.grant", "should match"},
+		{"grant name too long", "{grant: " + strings.Repeat("a", 254) + "}", "spec.grant", "Too long"},
+		{"unknown field", "{grant: inc-1, user: bob}", "spec.user", "unknown field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			doc := fmt.Sprintf("apiVersion: fixity.dev/v1alpha1\nkind: AccessApproval\nmetadata: {name: %s, namespace: %s}\nspec: %s\n", uniqueName("approval"), ns, tc.spec)
+			err := k8s.Create(context.Background(), fromYAML(t, doc), client.FieldValidation("Strict"))
+			g.Expect(err).To(gomega.HaveOccurred(), "the API server accepted:\n%s", doc)
 			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.field))
 			g.Expect(err.Error()).To(gomega.ContainSubstring(tc.msg))
 		})

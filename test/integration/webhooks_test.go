@@ -113,7 +113,8 @@ func TestWebhookConfigurationsExemptTheControlPlane(t *testing.T) {
 		}
 	}
 	names := []string{"mpods.fixity.dev", "pods.fixity.dev", "workloads.fixity.dev", "podaccess.fixity.dev",
-		"maccessgrants.fixity.dev", "accessgrants.fixity.dev", "podmetadata.fixity.dev", "nodeproxy.fixity.dev"}
+		"maccessgrants.fixity.dev", "accessgrants.fixity.dev", "maccessapprovals.fixity.dev", "accessapprovals.fixity.dev",
+		"podmetadata.fixity.dev", "nodeproxy.fixity.dev"}
 	// Policies are cluster-scoped, and a policy is never blocked by the operator being down: the
 	// policy controller reports the same problems as the webhook.
 	g.Expect(hooks).To(gomega.HaveKey("immutabilitypolicies.fixity.dev"))

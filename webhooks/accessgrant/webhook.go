@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/lockdown"
 	"github.com/fixity-dev/fixity/internal/policy"
@@ -63,11 +66,29 @@ func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	// Whatever the object says, the requester is who sent the request.
-	op := jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{grants.RequesterAnnotation: req.UserInfo.Username})
-	if g.Metadata.Annotations != nil {
-		op = jsonpatch.NewOperation("add", "/metadata/annotations/"+strings.ReplaceAll(grants.RequesterAnnotation, "/", "~1"), req.UserInfo.Username)
+	return admission.Patched("", stamp(g.Metadata.Annotations, map[string]string{
+		fixityv1.RequesterAnnotation:       req.UserInfo.Username,
+		fixityv1.RequesterGroupsAnnotation: groupsValue(req.UserInfo.Groups),
+	})...).WithWarnings(h.warnings(ctx, req.Namespace, g.Spec.Pods)...)
+}
+
+// stamp returns the patch that sets annotations want on an object whose annotations are have.
+func stamp(have, want map[string]string) []jsonpatch.Operation {
+	if have == nil {
+		return []jsonpatch.Operation{jsonpatch.NewOperation("add", "/metadata/annotations", want)}
 	}
-	return admission.Patched("", op).WithWarnings(h.warnings(ctx, req.Namespace, g.Spec.Pods)...)
+	keys := slices.Sorted(maps.Keys(want))
+	ops := make([]jsonpatch.Operation, 0, len(keys))
+	for _, k := range keys {
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+strings.ReplaceAll(k, "/", "~1"), want[k]))
+	}
+	return ops
+}
+
+// groupsValue is the fixity.dev/requester-groups annotation for groups.
+func groupsValue(groups []string) string {
+	b, _ := json.Marshal(append([]string{}, slices.Sorted(slices.Values(groups))...)) // a []string always encodes
+	return string(b)
 }
 
 // warnings tells the requester when a grant is pointless or names pods that do not exist; both
@@ -115,6 +136,10 @@ func (h *Validator) Handle(_ context.Context, req admission.Request) admission.R
 			return admission.Denied(fmt.Sprintf("AccessGrant %s/%s: annotation %s is %q but the grant is being created by %q; a grant is always made out to its creator",
 				req.Namespace, req.Name, grants.RequesterAnnotation, got, user))
 		}
+		if got, want := g.Metadata.Annotations[fixityv1.RequesterGroupsAnnotation], groupsValue(req.UserInfo.Groups); got != want {
+			return admission.Denied(fmt.Sprintf("AccessGrant %s/%s: annotation %s is %q but the grant is being created by a member of %s",
+				req.Namespace, req.Name, fixityv1.RequesterGroupsAnnotation, got, want))
+		}
 	case admissionv1.Update:
 		if user == h.Operator {
 			return admission.Allowed("")
@@ -131,9 +156,12 @@ func (h *Validator) Handle(_ context.Context, req admission.Request) admission.R
 	return admission.Allowed("")
 }
 
-// Register serves both AccessGrant webhooks on mgr's webhook server.
-func Register(mgr ctrl.Manager, m *policy.Matcher, operator string) {
+// Register serves the AccessGrant and AccessApproval webhooks on mgr's webhook server.
+func Register(mgr ctrl.Manager, m *policy.Matcher, f *grants.Finder, operator string) {
 	srv := mgr.GetWebhookServer()
 	srv.Register(MutatePath, &webhook.Admission{Handler: &Mutator{Reader: mgr.GetClient(), Matcher: m}})
 	srv.Register(ValidatePath, &webhook.Admission{Handler: &Validator{Operator: operator}})
+	gr := &GrantReader{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	srv.Register(ApprovalMutatePath, &webhook.Admission{Handler: &ApprovalMutator{Grants: gr}})
+	srv.Register(ApprovalValidatePath, &webhook.Admission{Handler: &ApprovalValidator{Grants: gr, Finder: f, Client: mgr.GetClient(), Operator: operator}})
 }

@@ -26,7 +26,8 @@ func grantRequest(op admissionv1.Operation, user, obj, old string) admission.Req
 func TestValidatorKeepsTheRequester(t *testing.T) {
 	v := &Validator{Operator: "system:serviceaccount:fixity-system:fixity-controller-manager"}
 	ctx := context.Background()
-	byAlice := `{"metadata":{"annotations":{"` + fixityv1.RequesterAnnotation + `":"alice"}},"spec":{"pods":["web"]}}`
+	byAlice := `{"metadata":{"annotations":{"` + fixityv1.RequesterAnnotation + `":"alice","` + fixityv1.RequesterGroupsAnnotation + `":"[]"}},"spec":{"pods":["web"]}}`
+	aliceAsAdmin := `{"metadata":{"annotations":{"` + fixityv1.RequesterAnnotation + `":"alice","` + fixityv1.RequesterGroupsAnnotation + `":"[\"system:masters\"]"}},"spec":{"pods":["web"]}}`
 	byBob := `{"metadata":{"annotations":{"` + fixityv1.RequesterAnnotation + `":"bob"}},"spec":{"pods":["web"]}}`
 	for _, tc := range []struct {
 		name      string
@@ -36,6 +37,7 @@ func TestValidatorKeepsTheRequester(t *testing.T) {
 	}{
 		{"created by its requester", grantRequest(admissionv1.Create, "alice", byAlice, ""), true, ""},
 		{"created for someone else", grantRequest(admissionv1.Create, "bob", byAlice, ""), false, `created by "bob"`},
+		{"created with groups the requester is not in", grantRequest(admissionv1.Create, "alice", aliceAsAdmin, ""), false, `created by a member of []`},
 		{"requester changed", grantRequest(admissionv1.Update, "bob", byBob, byAlice), false, "bob tried to"},
 		{"requester changed by the operator", grantRequest(admissionv1.Update, v.Operator, byBob, byAlice), true, ""},
 		{"not a grant", grantRequest(admissionv1.Create, "alice", `[]`, ""), false, "decoding AccessGrant"},
