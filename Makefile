@@ -63,8 +63,23 @@ verify: manifests generate fmt ## Fail when generated or formatted files are sta
 		echo "generated files are stale: run 'make manifests generate fmt' and commit"; exit 1; fi
 
 .PHONY: test
-test: manifests generate fmt vet k8s-binaries provisioner-crds karpenter $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests.
+test: manifests generate fmt vet k8s-binaries provisioner-crds karpenter $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests, then fuzz each webhook.
 	go test ./... -count=1 -timeout 40m
+	$(MAKE) fuzz
+
+# Every webhook's decode-and-handle path, fuzzed with AdmissionReview bodies (test/builders.FuzzWebhook).
+FUZZ_TARGETS = webhooks/pods:FuzzPodWebhooks webhooks/workloads:FuzzWorkloadWebhook webhooks/podaccess:FuzzPodAccessWebhooks \
+	webhooks/accessgrant:FuzzGrantWebhooks webhooks/policies:FuzzPolicyWebhook
+FUZZTIME ?= 20s
+
+.PHONY: fuzz
+fuzz: ## Fuzz each webhook for FUZZTIME (default 20s); a crasher is saved under the package's testdata/fuzz.
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzzing $$fn in ./$$pkg for $(FUZZTIME)"; \
+		out=$$(go test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1x 2>&1) || { echo "$$out" | tail -60; exit 1; }; \
+		echo "$$out" | grep -E '^fuzz: elapsed' | tail -1; \
+	done
 
 .PHONY: bench
 bench: k8s-binaries ## Print benchmark figures: admission latency (hack/bench/admission), drift at 5,000 pods (hack/bench/drift), node drift at 500 nodes (hack/bench/nodes).

@@ -56,6 +56,9 @@ type ApprovalMutator struct {
 
 // Handle stamps fixity.dev/approver and fixity.dev/grant-uid, whatever the object says.
 func (h *ApprovalMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if resp, ok := createOnly(req); !ok {
+		return resp
+	}
 	a, err := decodeApproval(req.Object.Raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)

@@ -61,6 +61,9 @@ func decode(raw []byte) (*grantFields, error) {
 // Handle records the creating user as the grant's requester. It patches that one annotation
 // and nothing else.
 func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if resp, ok := createOnly(req); !ok {
+		return resp
+	}
 	g, err := decode(req.Object.Raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
@@ -70,6 +73,16 @@ func (h *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 		fixityv1.RequesterAnnotation:       req.UserInfo.Username,
 		fixityv1.RequesterGroupsAnnotation: groupsValue(req.UserInfo.Groups),
 	})...).WithWarnings(h.warnings(ctx, req.Namespace, g.Spec.Pods)...)
+}
+
+// createOnly refuses anything but a CREATE: the mutating webhooks stamp who created an object, and
+// are registered for CREATE alone; stamping an UPDATE would rewrite the record.
+func createOnly(req admission.Request) (admission.Response, bool) {
+	if req.Operation == admissionv1.Create {
+		return admission.Response{}, true
+	}
+	return admission.Errored(http.StatusBadRequest, fmt.Errorf("%s %s/%s: this webhook records the creator and takes CREATE only, not %s; check its configuration",
+		req.Kind.Kind, req.Namespace, req.Name, req.Operation)), false
 }
 
 // stamp returns the patch that sets annotations want on an object whose annotations are have.

@@ -14,7 +14,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 )
 
-func request(t *testing.T, conditions ...fixityv1.AttestationCondition) admission.Request {
+func request(t testing.TB, conditions ...fixityv1.AttestationCondition) admission.Request {
 	t.Helper()
 	p := &fixityv1.ImmutabilityPolicy{ObjectMeta: metav1.ObjectMeta{Name: "prod"}}
 	p.Spec.Images.Verify = &fixityv1.VerifyRules{

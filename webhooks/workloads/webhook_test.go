@@ -35,7 +35,7 @@ func (privileged) CheckPod(_ context.Context, p *fixityv1.ImmutabilityPolicy, re
 	return out
 }
 
-func deployment(t *testing.T, priv bool) runtime.RawExtension {
+func deployment(t testing.TB, priv bool) runtime.RawExtension {
 	t.Helper()
 	d := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
