@@ -7,11 +7,13 @@ import (
 
 	"github.com/fixity-dev/fixity/controllers/accessapproval"
 	"github.com/fixity-dev/fixity/controllers/accessgrant"
+	"github.com/fixity-dev/fixity/controllers/accessreview"
 	"github.com/fixity-dev/fixity/controllers/drift"
 	"github.com/fixity-dev/fixity/controllers/immutabilitypolicy"
 	"github.com/fixity-dev/fixity/controllers/nodedrift"
 	"github.com/fixity-dev/fixity/controllers/nodeimmutabilitypolicy"
 	"github.com/fixity-dev/fixity/controllers/recreate"
+	accessreviewlib "github.com/fixity-dev/fixity/internal/accessreview"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/internal/remediation"
 )
@@ -20,12 +22,18 @@ import (
 func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 	if err := (&immutabilitypolicy.Reconciler{
 		Client: mgr.GetClient(), Drift: d.Tracker, DriftChanged: d.DriftChanged, Namespace: d.Namespace,
-		Authorities: d.Images.Authorities,
+		Authorities: d.Images.Authorities, Access: d.AccessReview,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ImmutabilityPolicy controller: %w", err)
 	}
 	if err := (&accessgrant.Reconciler{Client: mgr.GetClient(), Events: d.Events, Clock: d.Clock, Grants: d.Access.Finder}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AccessGrant controller: %w", err)
+	}
+	if err := (&accessreview.Reconciler{
+		Client: mgr.GetClient(), Reviewer: &accessreviewlib.Reviewer{Client: mgr.GetClient()}, Store: d.AccessReview,
+		Matcher: d.Matcher, Events: d.Events, Operator: d.Self.Username, Wake: d.DriftChanged,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the RBAC review controller: %w", err)
 	}
 	if err := (&accessapproval.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AccessApproval controller: %w", err)

@@ -436,7 +436,7 @@ type ImmutabilityPolicyStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready and RemediationAllowed.
+	// conditions: Ready, RemediationAllowed, ReplacementsProceeding and AccessReviewed.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -460,6 +460,12 @@ type ImmutabilityPolicyStatus struct {
 	// from the last replacement. Condition ReplacementsProceeding says which and why.
 	// +optional
 	HeldPods int32 `json:"heldPods"`
+
+	// accessFindings is the number of users, groups and service accounts whose RBAC lets them
+	// reach pods past Fixity (condition AccessReviewed names them; each is an Event on the
+	// binding that names it).
+	// +optional
+	AccessFindings int32 `json:"accessFindings"`
 }
 
 // ImmutabilityPolicy says what may run in the namespaces it matches, and how pods that drift

@@ -15,6 +15,11 @@ const (
 	// can be replaced safely; it is False while some are held (ReplacementWouldBeDenied,
 	// ReplacementStuck), and its message names the owners and what to fix in them.
 	ReplacementsProceedingCondition = "ReplacementsProceeding"
+	// AccessReviewedCondition on a policy says whether any subject's RBAC lets it reach pods
+	// past Fixity (status.accessFindings counts them): reasons NoBypassReason, BypassFoundReason.
+	AccessReviewedCondition = "AccessReviewed"
+	NoBypassReason          = "NoBypass"
+	BypassFoundReason       = "BypassFound"
 )
 
 // Condition reasons.
@@ -100,6 +105,10 @@ const (
 	EventInteractiveAccess = "InteractiveAccess"
 	// EventGrantEnded: an AccessGrant expired or was revoked.
 	EventGrantEnded = "GrantEnded"
+	// EventAccessPastFixity (on the binding naming the subject): RBAC lets a user, group or
+	// service account reach pods past Fixity (nodes/proxy, exec where no policy denies it,
+	// escalate or bind, writes to the webhooks or the node baselines).
+	EventAccessPastFixity = "AccessPastFixity"
 	// EventGrantApproved (on the grant): an AccessApproval was counted for it.
 	EventGrantApproved = "Approved"
 )

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/accessreview"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/metrics"
@@ -48,6 +49,9 @@ type Reconciler struct {
 	// Authorities compiles the policy's signing authorities (keys, Secrets, trust roots), so
 	// that one that cannot be used shows on the policy; nil skips the check.
 	Authorities *images.Authorities
+	// Access is the latest review of who can reach pods past Fixity; nil leaves it out of the
+	// status.
+	Access *accessreview.Store
 }
 
 // authoritiesRecheck is how often a policy whose authorities cannot be used looks again: the
@@ -89,7 +93,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	// Every phase runs, so the status is whole even when the spec is wrong; Ready is derived
 	// from their outcomes in one place.
-	outcome := reconcile.Worst(r.reconcileSpec(ctx, policy), r.reconcileAuthorities(ctx, policy), r.reconcileDrift(ctx, policy))
+	outcome := reconcile.Worst(r.reconcileSpec(ctx, policy), r.reconcileAuthorities(ctx, policy), r.reconcileDrift(ctx, policy), r.reconcileAccess(ctx, policy))
 	setReady(policy, outcome)
 	switch outcome.Kind {
 	case reconcile.Terminal:
@@ -105,6 +109,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{RequeueAfter: resync}, nil
 	}
 	return ctrl.Result{}, nil
+}
+
+// maxNamed is how many findings the AccessReviewed condition names; the Events name them all.
+const maxNamed = 5
+
+// reconcileAccess publishes the latest RBAC review: every policy carries it, since each door it
+// finds leads past every policy.
+func (r *Reconciler) reconcileAccess(_ context.Context, p *fixityv1.ImmutabilityPolicy) reconcile.Outcome {
+	findings, reviewed := r.Access.Get()
+	if !reviewed {
+		return reconcile.Next()
+	}
+	p.Status.AccessFindings = int32(accessreview.SubjectCount(findings))
+	cond := metav1.Condition{Type: fixityv1.AccessReviewedCondition, Status: metav1.ConditionTrue, Reason: fixityv1.NoBypassReason,
+		ObservedGeneration: p.Generation, Message: "No user, group or service account outside the control plane can reach pods past Fixity"}
+	if len(findings) > 0 {
+		var named []string
+		for _, f := range findings[:min(len(findings), maxNamed)] {
+			named = append(named, f.String())
+		}
+		more := ""
+		if len(findings) > maxNamed {
+			more = fmt.Sprintf("; and %d more", len(findings)-maxNamed)
+		}
+		cond.Status, cond.Reason = metav1.ConditionFalse, fixityv1.BypassFoundReason
+		cond.Message = fmt.Sprintf("%d subject(s) can reach pods past Fixity (Events %s on their bindings): %s%s",
+			p.Status.AccessFindings, fixityv1.EventAccessPastFixity, strings.Join(named, "; "), more)
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, cond)
+	return reconcile.Next()
 }
 
 // reconcileDrift publishes the drift counts, the circuit breaker's state (condition and gauge,

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/accessreview"
 	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/admitted"
 	"github.com/fixity-dev/fixity/internal/drift"
@@ -99,6 +100,8 @@ type Deps struct {
 	DriftChanged chan event.GenericEvent
 	Census       *remediation.Census[types.NamespacedName]
 	Ledger       *remediation.Ledger
+	// AccessReview is the latest review of who can reach pods past Fixity.
+	AccessReview *accessreview.Store
 	// NodeTracker and NodeCensus are node drift's verdicts and its breakers' census.
 	NodeTracker *nodedrift.Tracker
 	NodeCensus  *remediation.Census[string]
@@ -110,6 +113,7 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	d := &Deps{
 		Options: o, Events: mgr.GetEventRecorder("fixity"), Census: &remediation.Census[types.NamespacedName]{},
 		NodeTracker: &nodedrift.Tracker{}, NodeCensus: &remediation.Census[string]{},
+		AccessReview: &accessreview.Store{},
 	}
 	d.Matcher = &policy.Matcher{Reader: mgr.GetClient(), OperatorNamespace: o.Namespace}
 

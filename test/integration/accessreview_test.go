@@ -1,0 +1,90 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+)
+
+// bind creates a role (ClusterRole when ns is empty) with rule and binds it to user.
+func bind(t *testing.T, ctx context.Context, ns, user string, rule rbacv1.PolicyRule) client.Object {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	name := uniqueName("door")
+	var role, binding client.Object
+	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	if ns == "" {
+		role = &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{rule}}
+		binding = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, RoleRef: ref, Subjects: subjects}
+	} else {
+		ref.Kind = "Role"
+		role = &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: []rbacv1.PolicyRule{rule}}
+		binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, RoleRef: ref, Subjects: subjects}
+	}
+	g.Expect(k8s.Create(ctx, role)).To(gomega.Succeed())
+	g.Expect(k8s.Create(ctx, binding)).To(gomega.Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), binding); _ = k8s.Delete(context.Background(), role) })
+	return binding
+}
+
+// notes returns the notes of the Events of reason about obj.
+func notes(ctx context.Context, obj client.Object, reason string) func(g gomega.Gomega) []string {
+	return func(g gomega.Gomega) []string {
+		ns := obj.GetNamespace()
+		if ns == "" {
+			ns = metav1.NamespaceDefault
+		}
+		var list eventsv1.EventList
+		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(gomega.Succeed())
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Name == obj.GetName() && e.Reason == reason {
+				out = append(out, e.Note)
+			}
+		}
+		return out
+	}
+}
+
+// Who can reach pods past Fixity is asked of the API server's authorizer for every subject the
+// bindings name: nodes/proxy anywhere, exec where no policy denies it (and not where one does).
+// Each is an Event on the binding, and every policy counts them in status.
+func TestRBACReviewFindsTheDoorsPastFixity(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	guarded, pol := imagePolicy(t, ctx, "images:\n  digest: Ignore\n")
+	open := createNamespace(t, ctx, nil)
+	eve, dave := uniqueName("eve"), uniqueName("dave")
+
+	proxy := bind(t, ctx, "", eve, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get"}})
+	exec := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create"}}
+	execOpen := bind(t, ctx, open, dave, exec)
+	execGuarded := bind(t, ctx, guarded, dave, exec)
+
+	g.Eventually(notes(ctx, proxy, fixityv1.EventAccessPastFixity), eventually, poll).Should(gomega.ContainElement(
+		"User " + eve + " can reach the kubelet through nodes/proxy (exec, attach, port-forward straight to its port, where no admission runs) (bound by ClusterRoleBinding " + proxy.GetName() + ")"))
+	g.Eventually(notes(ctx, execOpen, fixityv1.EventAccessPastFixity), eventually, poll).Should(gomega.ContainElement(
+		gomega.HavePrefix("User " + dave + " can create pods/exec in namespace(s) " + open + ", where no policy denies exec")))
+	g.Eventually(func(g gomega.Gomega) *fixityv1.ImmutabilityPolicy {
+		p := &fixityv1.ImmutabilityPolicy{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: pol}, p)).To(gomega.Succeed())
+		return p
+	}, eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.AccessFindings", gomega.BeNumerically(">=", 2)),
+		gomega.HaveField("Status.Conditions", gomega.ContainElement(gomega.And(
+			gomega.HaveField("Type", fixityv1.AccessReviewedCondition), gomega.HaveField("Status", metav1.ConditionFalse),
+			gomega.HaveField("Reason", fixityv1.BypassFoundReason)))),
+	))
+	// The review that found dave's exec in the open namespace also asked about the guarded one,
+	// where the policy denies exec: no door there.
+	g.Consistently(notes(ctx, execGuarded, fixityv1.EventAccessPastFixity), 2*time.Second, poll).Should(gomega.BeEmpty())
+}
