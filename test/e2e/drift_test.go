@@ -508,10 +508,7 @@ func TestKeyReplacedRechecksRunningPods(t *testing.T) {
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	newKey, err := registry.GenerateKey()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	authority := func(k *registry.Key) *fixityv1.VerifyRules {
-		return &fixityv1.VerifyRules{Threshold: 1, Authorities: []fixityv1.Authority{{Name: "release", Key: &fixityv1.KeyAuthority{PublicKey: string(k.PublicPEM)}}}}
-	}
-	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Images.Verify = authority(oldKey) })
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Images.Verify = signedBy(oldKey) })
 	d, err := reg.PushRandomImage(ctx, "shop/signed", "v1")
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(reg.Sign(ctx, d, oldKey)).To(gomega.Succeed())
@@ -519,7 +516,7 @@ func TestKeyReplacedRechecksRunningPods(t *testing.T) {
 
 	p := policyOf(ctx, ns)(g)
 	before := p.DeepCopy()
-	p.Spec.Images.Verify = authority(newKey)
+	p.Spec.Images.Verify = signedBy(newKey)
 	g.Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(gomega.Succeed())
 
 	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(

@@ -140,9 +140,7 @@ func TestHostileImageVolumeSwapped(t *testing.T) {
 	ctx := context.Background()
 	key, err := registry.GenerateKey()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) {
-		s.Images.Verify = &fixityv1.VerifyRules{Threshold: 1, Authorities: []fixityv1.Authority{{Name: "release", Key: &fixityv1.KeyAuthority{PublicKey: string(key.PublicPEM)}}}}
-	})
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Images.Verify = signedBy(key) })
 	app, err := reg.PushRandomImage(ctx, "hostile/app", "v1")
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	models, err := reg.PushRandomImage(ctx, "hostile/models", "v1")
@@ -209,9 +207,7 @@ func TestHostileIndexSignatureDoesNotCoverAPlatformDigest(t *testing.T) {
 	ctx := context.Background()
 	key, err := registry.GenerateKey()
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) {
-		s.Images.Verify = &fixityv1.VerifyRules{Threshold: 1, Authorities: []fixityv1.Authority{{Name: "release", Key: &fixityv1.KeyAuthority{PublicKey: string(key.PublicPEM)}}}}
-	})
+	ns := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Images.Verify = signedBy(key) })
 	index, platforms, err := reg.PushRandomIndex(ctx, "hostile/multiarch", "v1")
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(reg.Sign(ctx, index, key)).To(gomega.Succeed())

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/test/registry"
 )
 
 const (
@@ -56,6 +57,11 @@ func enforcedNamespace(t *testing.T, ctx context.Context, edit ...func(*fixityv1
 			gomega.HaveField("Type", fixityv1.ReadyCondition), gomega.HaveField("Status", metav1.ConditionTrue))))
 	}, eventually, poll).Should(gomega.Succeed())
 	return name
+}
+
+// signedBy is a verify rule requiring one signature by key.
+func signedBy(k *registry.Key) *fixityv1.VerifyRules {
+	return &fixityv1.VerifyRules{Threshold: 1, Authorities: []fixityv1.Authority{{Name: "release", Key: &fixityv1.KeyAuthority{PublicKey: string(k.PublicPEM)}}}}
 }
 
 func readyPods(ctx context.Context, ns, app string) func(g gomega.Gomega) []corev1.Pod {

@@ -37,11 +37,9 @@ func signingPolicy(t *testing.T, ctx context.Context, name string, key *registry
 	p := &fixityv1.ImmutabilityPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: fixityv1.ImmutabilityPolicySpec{
-			Match: fixityv1.PolicyMatch{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"fixity.dev/enforce": name}}},
-			Images: fixityv1.ImageRules{Verify: &fixityv1.VerifyRules{Threshold: 1, Authorities: []fixityv1.Authority{
-				{Name: "release", Key: &fixityv1.KeyAuthority{PublicKey: string(key.PublicPEM)}},
-			}}},
-			Drift: fixityv1.DriftRules{MaxDriftedPercent: ptr.To[int32](100)},
+			Match:  fixityv1.PolicyMatch{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"fixity.dev/enforce": name}}},
+			Images: fixityv1.ImageRules{Verify: signedBy(key)},
+			Drift:  fixityv1.DriftRules{MaxDriftedPercent: ptr.To[int32](100)},
 		},
 	}
 	for _, e := range edit {

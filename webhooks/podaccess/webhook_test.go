@@ -25,14 +25,13 @@ import (
 	"github.com/fixity-dev/fixity/test/builders"
 )
 
-// Handle, from the CONNECT request the API server sends for kubectl exec: denied without a
-// grant, with a message saying how to get one; let through for the grant's requester, recorded,
-// and the pod tainted; never for someone else.
-func TestExecNeedsTheRequestersGrant(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+// grantedHandler is a Handler for namespace shop, whose policy denies exec and port-forward,
+// holding pod web and alice's grant inc-1 for Exec on it (15 minutes, from a minute before now).
+func grantedHandler(now time.Time) (*Handler, client.Client, *fixityv1.AccessGrant, *corev1.Pod, *clocktesting.FakePassiveClock) {
 	pod := builders.Pod("shop", "web")
-	p := builders.Policy("prod", func(s *fixityv1.ImmutabilityPolicySpec) { s.Runtime.Exec = fixityv1.Deny })
+	p := builders.Policy("prod", func(s *fixityv1.ImmutabilityPolicySpec) {
+		s.Runtime.Exec, s.Runtime.PortForward = fixityv1.Deny, fixityv1.Deny
+	})
 	g := &fixityv1.AccessGrant{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "inc-1", CreationTimestamp: metav1.NewTime(now.Add(-time.Minute)),
 			Annotations: map[string]string{fixityv1.RequesterAnnotation: "alice"}},
@@ -42,10 +41,21 @@ func TestExecNeedsTheRequestersGrant(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(operator.NewScheme()).WithObjects(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, p, pod, g).WithStatusSubresource(g).Build()
 	clock := clocktesting.NewFakePassiveClock(now)
-	h := &Handler{Reader: c, APIReader: c, Matcher: &policy.Matcher{Reader: c}, Access: &lockdown.Access{
-		Finder:   &grants.Finder{Reader: c, Clock: clock},
-		Recorder: &grants.Recorder{Client: c, Reader: c, Events: events.NewFakeRecorder(8), Clock: clock},
+	m := &policy.Matcher{Reader: c}
+	h := &Handler{Reader: c, APIReader: c, Matcher: m, Access: &lockdown.Access{
+		Finder:   &grants.Finder{Reader: c, Matcher: m, Clock: clock},
+		Recorder: &grants.Recorder{Client: c, Reader: c, Events: events.NewFakeRecorder(1 << 16), Clock: clock},
 	}}
+	return h, c, g, pod, clock
+}
+
+// Handle, from the CONNECT request the API server sends for kubectl exec: denied without a
+// grant, with a message saying how to get one; let through for the grant's requester, recorded,
+// and the pod tainted; never for someone else.
+func TestExecNeedsTheRequestersGrant(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	h, c, g, pod, clock := grantedHandler(now)
 	exec := func(user string, dryRun bool) admission.Response {
 		return h.Handle(ctx, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 			UID: "1", Operation: admissionv1.Connect, Namespace: "shop", Name: "web", SubResource: "exec",
