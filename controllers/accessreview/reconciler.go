@@ -12,9 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -149,7 +151,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&rbacv1.RoleBinding{}, one).
 		Watches(&rbacv1.ClusterRole{}, one).
 		Watches(&rbacv1.Role{}, one).
-		Watches(&corev1.Namespace{}, one).
-		Watches(&fixityv1.ImmutabilityPolicy{}, one).
+		// Only what changes which namespaces a policy denies exec in: a namespace's labels, a
+		// policy's spec. Status writes (drift counts, this review's own) would review in a loop.
+		Watches(&corev1.Namespace{}, one, builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&fixityv1.ImmutabilityPolicy{}, one, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 }
