@@ -84,6 +84,21 @@ func TestRBACReviewFindsTheDoorsPastFixity(t *testing.T) {
 			gomega.HaveField("Type", fixityv1.AccessReviewedCondition), gomega.HaveField("Status", metav1.ConditionFalse),
 			gomega.HaveField("Reason", fixityv1.BypassFoundReason)))),
 	))
+	// The other doors: granting oneself anything, and rewriting what Fixity relies on.
+	for _, door := range []struct {
+		rule rbacv1.PolicyRule
+		note string
+	}{
+		{rbacv1.PolicyRule{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterroles"}, Verbs: []string{"escalate"}}, "can escalate roles, and so grant itself anything"},
+		{rbacv1.PolicyRule{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"roles"}, Verbs: []string{"bind"}}, "can bind roles, and so grant itself anything"},
+		{rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"}, Verbs: []string{"patch"}}, "can change the webhook configurations Fixity relies on"},
+		{rbacv1.PolicyRule{APIGroups: []string{"fixity.dev"}, Resources: []string{"nodebaselines"}, Verbs: []string{"update"}}, "can change the node baselines Fixity relies on"},
+	} {
+		user := uniqueName("user")
+		b := bind(t, ctx, "", user, door.rule)
+		g.Eventually(notes(ctx, b, fixityv1.EventAccessPastFixity), eventually, poll).Should(gomega.ContainElement(
+			gomega.HavePrefix("User "+user+" "+door.note)), door.note)
+	}
 	// The review that found dave's exec in the open namespace also asked about the guarded one,
 	// where the policy denies exec: no door there.
 	g.Consistently(notes(ctx, execGuarded, fixityv1.EventAccessPastFixity), 2*time.Second, poll).Should(gomega.BeEmpty())
