@@ -50,6 +50,15 @@ var (
 	rounds     int
 )
 
+// annotateOnly is the no-op that adds two annotations the size of Fixity's (fixity.dev/verified
+// and fixity.dev/spec-hash): what the API server's side of a patch costs.
+var annotateOnly = admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+	return admission.Patched("", jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{
+		fixityv1.VerifiedAnnotation: `{"app":{"digest":"sha256:` + strings.Repeat("0", 64) + `","authorities":["release"]}}`,
+		fixityv1.SpecHashAnnotation: strings.Repeat("0", 64),
+	}})
+})
+
 // captured are the last requests the no-op webhooks answered: the pod create exactly as the API
 // server sends it to a webhook, replayed in-process by handlerSelfTimes.
 var captured struct {
@@ -413,13 +422,7 @@ func startOperator(ctx context.Context, c *cluster.Cluster) (*operator.Deps, err
 	}
 	mgr.GetWebhookServer().Register(noopMutate, &webhook.Admission{Handler: allow(&captured.mutate)})
 	mgr.GetWebhookServer().Register(noopValidate, &webhook.Admission{Handler: allow(&captured.validate)})
-	annotate := admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
-		return admission.Patched("", jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{
-			fixityv1.VerifiedAnnotation: `{"app":{"digest":"sha256:` + strings.Repeat("0", 64) + `","authorities":["release"]}}`,
-			fixityv1.SpecHashAnnotation: strings.Repeat("0", 64),
-		}})
-	})
-	mgr.GetWebhookServer().Register(noopAnnotate, &webhook.Admission{Handler: annotate})
+	mgr.GetWebhookServer().Register(noopAnnotate, &webhook.Admission{Handler: annotateOnly})
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return nil, fmt.Errorf("the operator's cache did not sync")
@@ -541,12 +544,7 @@ func handlerSelfTimes(ctx context.Context, deps *operator.Deps, n int) error {
 		})
 	}
 	allow := &webhook.Admission{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })}
-	annotate := &webhook.Admission{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-		return admission.Patched("", jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{
-			fixityv1.VerifiedAnnotation: `{"app":{"digest":"sha256:` + strings.Repeat("0", 64) + `","authorities":["release"]}}`,
-			fixityv1.SpecHashAnnotation: strings.Repeat("0", 64),
-		}})
-	})}
+	annotate := &webhook.Admission{Handler: annotateOnly}
 	fixityMutate := &webhook.Admission{Handler: &pods.Mutator{Matcher: deps.Matcher, Mutators: deps.Mutators}}
 	fixityValidate := &webhook.Admission{Handler: &pods.Validator{Matcher: deps.Matcher, Guards: deps.Guards, Checks: deps.Checks, Access: deps.Access}}
 	time1 := func(h http.Handler, body []byte) (time.Duration, string) {
