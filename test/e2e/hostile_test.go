@@ -53,14 +53,7 @@ func TestHostileExecThroughNodesProxy(t *testing.T) {
 	mallory := newUser(t, "mallory")
 	ns := enforcedNamespace(t, ctx)
 	pod := runningPod(t, ctx, ns, "web")
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "kubelet-proxy-" + ns},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get", "create"}}}}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "mallory"}}}
-	g.Expect(k8s.Create(ctx, role)).To(gomega.Succeed())
-	g.Expect(k8s.Create(ctx, binding)).To(gomega.Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), binding); _ = k8s.Delete(context.Background(), role) })
+	binding := allow(t, ctx, "", "mallory", "kubelet-proxy-"+ns, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get", "create"}})
 
 	for _, path := range []string{
 		fmt.Sprintf("exec/%s/web/web?command=true&output=1", ns),
@@ -75,7 +68,7 @@ func TestHostileExecThroughNodesProxy(t *testing.T) {
 		}, eventually, poll).Should(gomega.Succeed(), "RBAC takes the new binding at once; the loop only absorbs its cache")
 	}
 	// The door itself is reported: mallory can reach the kubelet where no admission runs.
-	g.Eventually(events(ctx, metav1.NamespaceDefault, binding.Name), eventually, poll).Should(gomega.ContainElement(
+	g.Eventually(events(ctx, metav1.NamespaceDefault, binding.GetName()), eventually, poll).Should(gomega.ContainElement(
 		gomega.HavePrefix(fixityv1.EventAccessPastFixity + ": User mallory can reach the kubelet through nodes/proxy")))
 }
 

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/test/builders"
 )
 
 // runningPod creates a plain pod (as the admin) and waits until KWOK runs it.
@@ -324,18 +325,10 @@ func statusWriter(t *testing.T, ctx context.Context, ns, user string) {
 	allow(t, ctx, ns, user, "pod-status", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"get", "patch", "update"}})
 }
 
-// allow binds a Role named name in ns with rule to user.
-func allow(t *testing.T, ctx context.Context, ns, user, name string, rule rbacv1.PolicyRule) {
+// allow gives user rule in ns (cluster-wide when ns is empty), by a role named name-user.
+func allow(t *testing.T, ctx context.Context, ns, user, name string, rule rbacv1.PolicyRule) client.Object {
 	t.Helper()
-	g := gomega.NewWithT(t)
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-" + user}, Rules: []rbacv1.PolicyRule{rule}}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-	}
-	g.Expect(k8s.Create(ctx, role)).To(gomega.Succeed())
-	g.Expect(k8s.Create(ctx, binding)).To(gomega.Succeed())
+	return builders.Allow(t, ctx, k8s, ns, user, name+"-"+user, rule)
 }
 
 // Audit mode lets exec through with a warning, and nobody can smuggle fixity.dev/* annotations
@@ -492,7 +485,8 @@ func impersonator(t *testing.T, ctx context.Context, ns, user, sa string) {
 	allow(t, ctx, ns, user, "impersonate-"+sa, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, ResourceNames: []string{sa}, Verbs: []string{"impersonate"}})
 }
 
-// approver binds the accessgrant-approver role to user in ns.
+// approver lets user approve grants in ns: it binds the sample developer role there, which
+// may create AccessApprovals.
 func approver(t *testing.T, ctx context.Context, ns, user string) {
 	t.Helper()
 	binding := &rbacv1.RoleBinding{

@@ -12,28 +12,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/test/builders"
 )
 
-// bind creates a role (ClusterRole when ns is empty) with rule and binds it to user.
+// bind gives user rule in ns (cluster-wide when ns is empty) under a fresh name.
 func bind(t *testing.T, ctx context.Context, ns, user string, rule rbacv1.PolicyRule) client.Object {
 	t.Helper()
-	g := gomega.NewWithT(t)
-	name := uniqueName("door")
-	var role, binding client.Object
-	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}
-	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	if ns == "" {
-		role = &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{rule}}
-		binding = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, RoleRef: ref, Subjects: subjects}
-	} else {
-		ref.Kind = "Role"
-		role = &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: []rbacv1.PolicyRule{rule}}
-		binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, RoleRef: ref, Subjects: subjects}
-	}
-	g.Expect(k8s.Create(ctx, role)).To(gomega.Succeed())
-	g.Expect(k8s.Create(ctx, binding)).To(gomega.Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), binding); _ = k8s.Delete(context.Background(), role) })
-	return binding
+	return builders.Allow(t, ctx, k8s, ns, user, uniqueName("door"), rule)
 }
 
 // notes returns the notes of the Events of reason about obj.
