@@ -39,16 +39,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("reading AccessGrant %s/%s: %w", a.Namespace, a.Spec.Grant, err)
 	}
-	reason, why := fixityv1.CountedReason, ""
-	if why = grants.Counts(g, a); why != "" {
-		reason = fixityv1.NotCountedReason
-		switch {
-		case grants.Approver(a) == "":
-			reason = fixityv1.NoApproverReason
-		case g == nil || string(g.UID) != a.Annotations[fixityv1.ApprovedGrantUIDAnnotation]:
-			reason = fixityv1.GrantNotFoundReason
-		}
-	} else {
+	reason, why := grants.Counts(g, a)
+	if reason == fixityv1.CountedReason {
 		var list fixityv1.AccessApprovalList
 		if err := r.List(ctx, &list, client.InNamespace(a.Namespace)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("listing AccessApprovals in %s: %w", a.Namespace, err)

@@ -100,7 +100,7 @@ func CountApprovals(g *fixityv1.AccessGrant, list []fixityv1.AccessApproval) []f
 	var out []fixityv1.GrantApproval
 	for i := range list {
 		a := &list[i]
-		if Counts(g, a) != "" {
+		if reason, _ := Counts(g, a); reason != fixityv1.CountedReason {
 			continue
 		}
 		out = append(out, fixityv1.GrantApproval{User: Approver(a), At: a.CreationTimestamp, Approval: a.Name})
@@ -122,19 +122,20 @@ func CountApprovals(g *fixityv1.AccessGrant, list []fixityv1.AccessApproval) []f
 // Approver is the user who created a, as the approval webhook recorded it.
 func Approver(a *fixityv1.AccessApproval) string { return a.Annotations[fixityv1.ApproverAnnotation] }
 
-// Counts returns "" when a counts for g, or the reason it does not; g may be nil (not found).
-func Counts(g *fixityv1.AccessGrant, a *fixityv1.AccessApproval) string {
+// Counts says whether a counts for g (g may be nil: not found): the condition reason
+// CountedReason, or the reason it does not and why.
+func Counts(g *fixityv1.AccessGrant, a *fixityv1.AccessApproval) (reason, why string) {
 	switch {
 	case g == nil || a.Spec.Grant != g.Name || a.Namespace != g.Namespace || a.Annotations[fixityv1.ApprovedGrantUIDAnnotation] != string(g.UID):
-		return fmt.Sprintf("grant %s/%s it was created for no longer exists", a.Namespace, a.Spec.Grant)
+		return fixityv1.GrantNotFoundReason, fmt.Sprintf("grant %s/%s it was created for no longer exists", a.Namespace, a.Spec.Grant)
 	case Approver(a) == "":
-		return "it has no recorded approver: it was not admitted by the Fixity webhook"
+		return fixityv1.NoApproverReason, "it has no recorded approver: it was not admitted by the Fixity webhook"
 	case !a.DeletionTimestamp.IsZero():
-		return "it is being deleted"
+		return fixityv1.NotCountedReason, "it is being deleted"
 	case Approver(a) == Requester(g):
-		return fmt.Sprintf("%s requested the grant and cannot approve it", Approver(a))
+		return fixityv1.NotCountedReason, fmt.Sprintf("%s requested the grant and cannot approve it", Approver(a))
 	}
-	return ""
+	return fixityv1.CountedReason, ""
 }
 
 // Covers reports whether g names pod (by name or label selector) and allows access.
