@@ -3,16 +3,24 @@ package pods
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/randfill"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
@@ -104,5 +112,61 @@ func TestDecodePodSkipsStatusAndManagedFields(t *testing.T) {
 	}
 	if _, err := decodePod([]byte(`{"kind":"Secret","metadata":{"name":"x"}}`)); err == nil || !strings.Contains(err.Error(), "the object is a Secret") {
 		t.Fatalf("decoding a Secret: %v", err)
+	}
+}
+
+// decodePod reads a pod exactly as the API server's own serializer does: every field of a pod
+// filled at random (as apimachinery's round-trip tests do) decodes to the same pod, status and
+// managedFields aside. What the two could read differently is refused instead: a key twice (the
+// API server never sends one; a decoder that kept the first would see another pod than the one
+// stored) and a key in another case.
+func TestDecodePodReadsWhatTheAPIServerReads(t *testing.T) {
+	codec := serializer.NewCodecFactory(operator.NewScheme()).UniversalDeserializer()
+	f := randfill.New().NilChance(0.2).NumElements(1, 2).Funcs(
+		// Values the API server itself could not encode are not what it sends.
+		func(q *resource.Quantity, c randfill.Continue) {
+			*q = resource.MustParse(strconv.Itoa(c.Intn(1000)) + "m")
+		},
+		func(t *metav1.Time, c randfill.Continue) { *t = metav1.Unix(c.Int63n(1<<32), 0).Rfc3339Copy() },
+		func(t *metav1.MicroTime, c randfill.Continue) {
+			*t = metav1.NewMicroTime(time.Unix(c.Int63n(1<<32), 0))
+		},
+		func(r *runtime.RawExtension, c randfill.Continue) { *r = runtime.RawExtension{Raw: []byte(`{}`)} },
+		func(m *metav1.ManagedFieldsEntry, c randfill.Continue) {},
+		func(s *corev1.PodStatus, c randfill.Continue) {},
+	)
+	for i := range 200 {
+		in := &corev1.Pod{}
+		f.Fill(in)
+		in.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+		in.ManagedFields = nil
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &corev1.Pod{}
+		if _, _, err := codec.Decode(b, nil, want); err != nil {
+			t.Fatalf("pod %d: the API server's decoder: %v", i, err)
+		}
+		got, err := decodePod(b)
+		if err != nil {
+			t.Fatalf("pod %d: %v\n%s", i, err, b)
+		}
+		if !apiequality.Semantic.DeepEqual(got, want) {
+			t.Fatalf("pod %d decodes differently:\n%s", i, cmp.Diff(want, got))
+		}
+	}
+	for _, bad := range []string{
+		`{"kind":"Pod","spec":{"containers":[{"name":"a","image":"r/a@sha256:1","image":"r/evil:latest"}]}}`,
+		`{"kind":"Pod","metadata":{"annotations":{"a":"1"},"annotations":{"b":"2"}}}`,
+		`{"kind":"Pod","metadata":{"name":"x","name":"y"}}`,
+	} {
+		if _, err := decodePod([]byte(bad)); err == nil {
+			t.Errorf("decoded %s", bad)
+		}
+	}
+	pod, err := decodePod([]byte(`{"kind":"Pod","spec":{"containers":[{"name":"a","Image":"r/evil:latest"}]}}`))
+	if err != nil || pod.Spec.Containers[0].Image != "" {
+		t.Errorf("a key in another case was read as the field: %+v, %v", pod, err)
 	}
 }
