@@ -323,6 +323,10 @@ func run(n, cold int) error {
 	for _, path := range []string{noopMutate, noopValidate, noopAnnotate, pods.MutatePath, pods.ValidatePath} {
 		fmt.Printf("  %-28s %10s\n", path, ms(handlers[path]))
 	}
+	// Issue 13's target is on these means, as the API server's requests reach the handlers; the
+	// in-process replay above is a finer figure for profiling, with no target of its own.
+	fmt.Printf("Fixity / no-op, mutate + validate: %.2f (target <= 1.5)\n",
+		float64(handlers[pods.MutatePath]+handlers[pods.ValidatePath])/float64(handlers[noopMutate]+handlers[noopValidate]))
 	return nil
 }
 
@@ -605,7 +609,7 @@ func handlerSelfTimes(ctx context.Context, deps *operator.Deps, n int) error {
 		means[i] /= time.Duration(n)
 		fmt.Printf("  %-28s %8.1fus\n", r.name, float64(means[i].Nanoseconds())/1000)
 	}
-	fmt.Printf("Fixity / no-op: mutate %.2f, validate %.2f, both %.2f (target <= 1.5); mutate / no-op adding the same annotations %.2f\n",
+	fmt.Printf("Fixity / no-op: mutate %.2f, validate %.2f, both %.2f; mutate / no-op adding the same annotations %.2f\n",
 		float64(means[2])/float64(means[0]), float64(means[4])/float64(means[3]),
 		float64(means[2]+means[4])/float64(means[0]+means[3]), float64(means[2])/float64(means[1]))
 	return nil
