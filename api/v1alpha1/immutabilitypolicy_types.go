@@ -94,6 +94,21 @@ var AllDriftChecks = []DriftCheck{
 	CheckImageDigest, CheckEphemeralContainers, CheckInteractiveAccess, CheckSpecChange, CheckUnverified,
 }
 
+// ConfigMutability says what happens to the mutable ConfigMaps and Secrets a pod uses
+// (spec.config.mutable of ../shared/api.md; the field itself lands with its admission rules
+// and the ConfigChange check, issue 17).
+type ConfigMutability string
+
+const (
+	// ConfigReplace records a keyed hash of each used object's data at admission; a pod whose
+	// objects changed since has drifted (ConfigChange) and is replaced like any drift.
+	ConfigReplace ConfigMutability = "Replace"
+	// ConfigDeny admits only pods whose ConfigMaps and Secrets are immutable: true.
+	ConfigDeny ConfigMutability = "Deny"
+	// ConfigIgnore applies no config rule.
+	ConfigIgnore ConfigMutability = "Ignore"
+)
+
 // ImmutabilityPolicySpec says which pods a policy covers and what it enforces on them.
 type ImmutabilityPolicySpec struct {
 	// mode is Enforce (deny and replace) or Audit (warn and report only).

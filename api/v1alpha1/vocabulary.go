@@ -174,6 +174,23 @@ const (
 	// and the Kubernetes minor version whose defaults the pod was hashed with). A record of
 	// another version is stamped again from the current spec, never taken for drift.
 	RecordVersionAnnotation = Prefix + "record-version"
+	// ConfigAnnotation records, for each ConfigMap and Secret the pod uses, a keyed hash (HMAC)
+	// of its data when the pod was admitted (JSON), and the ID of the key: it never reveals the
+	// data.
+	ConfigAnnotation = Prefix + "config"
+)
+
+// Config drift.
+const (
+	// ConfigKeySecret (operator's namespace) holds the key the config hashes are made with. It
+	// is generated once; a record made with another key is no evidence of drift.
+	ConfigKeySecret = "fixity-config-key"
+	// ConfigHashAnnotation holds an object's hash in the operator's config cache only (its
+	// data is dropped there); it is never written to the API server.
+	ConfigHashAnnotation = Prefix + "config-hash"
+	// ConfigIndex is the cache index of pods by the ConfigMaps and Secrets their config record
+	// names (Kind/namespace/name).
+	ConfigIndex = Prefix + "config-object"
 )
 
 // Keys on the operator's own records and on the objects it manages.
