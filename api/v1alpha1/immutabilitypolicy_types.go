@@ -94,15 +94,13 @@ var AllDriftChecks = []DriftCheck{
 	CheckImageDigest, CheckEphemeralContainers, CheckInteractiveAccess, CheckSpecChange, CheckUnverified,
 }
 
-// ConfigMutability says what happens to the mutable ConfigMaps and Secrets a pod uses
-// (spec.config.mutable of ../shared/api.md; the field itself lands with its admission rules
-// and the ConfigChange check, issue 17).
+// ConfigMutability says what happens to the mutable ConfigMaps and Secrets a pod uses.
+// Replace (../shared/api.md's default) is refused by the schema until the ConfigChange drift
+// check that carries it out lands: until then the default is Ignore.
+// +kubebuilder:validation:Enum=Deny;Ignore
 type ConfigMutability string
 
 const (
-	// ConfigReplace records a keyed hash of each used object's data at admission; a pod whose
-	// objects changed since has drifted (ConfigChange) and is replaced like any drift.
-	ConfigReplace ConfigMutability = "Replace"
 	// ConfigDeny admits only pods whose ConfigMaps and Secrets are immutable: true.
 	ConfigDeny ConfigMutability = "Deny"
 	// ConfigIgnore applies no config rule.
@@ -131,6 +129,11 @@ type ImmutabilityPolicySpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Runtime RuntimeRules `json:"runtime,omitempty"`
+
+	// config says what happens to the ConfigMaps and Secrets the pods use.
+	// +kubebuilder:default={}
+	// +optional
+	Config ConfigRules `json:"config,omitempty"`
 
 	// drift says how pods that no longer match what was admitted are handled.
 	// +kubebuilder:default={}
@@ -404,6 +407,16 @@ type RuntimeRules struct {
 	// +kubebuilder:validation:Maximum=3
 	// +optional
 	Approvals int32 `json:"approvals,omitempty"`
+}
+
+// ConfigRules treat the ConfigMaps and Secrets a pod uses (volumes, projected volumes, envFrom,
+// env valueFrom) as part of what was deployed.
+type ConfigRules struct {
+	// mutable is Deny (pods may use only ConfigMaps and Secrets with immutable: true; the
+	// denial names each mutable one) or Ignore (default, no config rule).
+	// +kubebuilder:default=Ignore
+	// +optional
+	Mutable ConfigMutability `json:"mutable,omitempty"`
 }
 
 // DriftRules say how drifted pods are handled.

@@ -25,6 +25,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/lockdown"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
+	"github.com/fixity-dev/fixity/internal/podconfig"
 	"github.com/fixity-dev/fixity/internal/policy"
 	"github.com/fixity-dev/fixity/internal/remediation"
 )
@@ -161,7 +162,10 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	// user-written fixity.dev/* annotations before the operator's own are added; the image
 	// rules mutate last, so the spec-hash they record is of the pod as admitted.
 	d.Mutators = []admit.Mutator{d.Annotations, d.Images}
-	d.Checks = []admit.Check{podSecurity, &lockdown.InPlace{Operator: o.Self.Username}, d.Images}
+	// config.mutable: Deny reads the used ConfigMaps and Secrets from the API server (a
+	// cluster-wide cache of them comes with Replace, issue 17).
+	config := &podconfig.Rules{Store: &podconfig.Store{Live: mgr.GetAPIReader()}}
+	d.Checks = []admit.Check{podSecurity, &lockdown.InPlace{Operator: o.Self.Username}, d.Images, config}
 	// Guards hold whatever the policies say, on pod updates and on status updates alike.
 	d.Guards = []admit.Guard{d.Annotations, &lockdown.LabelGuard{Matcher: d.Matcher, Operator: o.Self.Username}}
 	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)

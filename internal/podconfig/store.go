@@ -73,8 +73,10 @@ func NewCache(cfg *rest.Config, scheme *runtime.Scheme, mapper meta.RESTMapper, 
 
 // Store reads ConfigMaps and Secrets as Objects.
 type Store struct {
+	// Key hashes objects read from the API server; nil leaves Object.Hash empty (Deny only
+	// reads immutable).
 	Key *Key
-	// Cache is the config cache (NewCache).
+	// Cache is the config cache (NewCache); nil reads every object from the API server.
 	Cache client.Reader
 	// Live reads from the API server: an object too new for the cache, and a change the cache
 	// shows, which is confirmed before it is called drift.
@@ -95,6 +97,9 @@ func New(kind string) (client.Object, error) {
 // Get reads an object from the cache, and from the API server if the cache does not have it
 // (created a moment ago). found is false when it does not exist.
 func (s *Store) Get(ctx context.Context, namespace, kind, name string) (Object, bool, error) {
+	if s.Cache == nil {
+		return s.GetLive(ctx, namespace, kind, name)
+	}
 	o, found, err := s.read(ctx, s.Cache, true, namespace, kind, name)
 	if err != nil || found {
 		return o, found, err
@@ -128,7 +133,7 @@ func objectOf(k *Key, obj client.Object, cached bool) Object {
 	var h string
 	if cached {
 		h = obj.GetAnnotations()[fixityv1.ConfigHashAnnotation]
-	} else {
+	} else if k != nil {
 		h, _ = k.Sum(obj)
 	}
 	var immutable *bool

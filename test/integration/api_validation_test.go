@@ -97,6 +97,7 @@ func TestPolicyCreateIsRejected(t *testing.T) {
 		{"registry prefix too long", "images:\n  allowedRegistries: [" + strings.Repeat("a", 256) + "]", "spec.images.allowedRegistries[0]", "Too long"},
 		{"more than 256 excluded namespaces", "match:\n  excludeNamespaces: [" + listOf(257, "ns-%d") + "]", "spec.match.excludeNamespaces", "must have at most 256 items"},
 		{"excluded namespace too long", "match:\n  excludeNamespaces: [" + strings.Repeat("a", 64) + "]", "spec.match.excludeNamespaces[0]", "Too long"},
+		{"config.mutable Replace until the ConfigChange check lands", "config:\n  mutable: Replace", "spec.config.mutable", `Unsupported value: "Replace"`},
 		{"duplicate drift check", "drift:\n  checks: [ImageDigest, ImageDigest]", "spec.drift.checks[1]", "Duplicate value"},
 		{"threshold zero", verifyWith("    threshold: 0\n", keyAuthority("release")), "spec.images.verify.threshold", "greater than or equal to 1"},
 		{"no authorities", "images:\n  verify:\n    authorities: []", "spec.images.verify.authorities", "at least 1 items"},

@@ -1,0 +1,56 @@
+package podconfig
+
+import (
+	"context"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/admit"
+)
+
+// RuleMutable is the rule name of config.mutable in violations and metrics.
+const RuleMutable = "config.mutable"
+
+// fixHint says how to make configuration immutable, the way kustomize and Helm users do.
+const fixHint = "create a new one with immutable: true under a new name and point the pod at it " +
+	"(kustomize: configMapGenerator/secretGenerator with immutable: true, which name it by a hash of its data; " +
+	"Helm: put a checksum of the data in the name); see the README, \"Configuration is part of the build\""
+
+// Rules are config.mutable: the admit.Check of Deny.
+type Rules struct {
+	Store *Store
+}
+
+// Mutability is p's config.mutable, Ignore when unset.
+func Mutability(p *fixityv1.ImmutabilityPolicy) fixityv1.ConfigMutability {
+	if p.Spec.Config.Mutable == "" {
+		return fixityv1.ConfigIgnore
+	}
+	return p.Spec.Config.Mutable
+}
+
+// CheckPod denies, under Deny, a pod (on CREATE) or template that uses a ConfigMap or Secret
+// that exists and is not immutable, optional references included. One that does not exist is
+// the kubelet's to report (or, optional, to do without).
+func (r *Rules) CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, req *admit.Request) []admit.Violation {
+	if Mutability(p) != fixityv1.ConfigDeny || (!req.Template && req.Admission.Operation != admissionv1.Create) {
+		return nil
+	}
+	var out []admit.Violation
+	for _, ref := range Used(&req.Pod.Spec) {
+		obj, found, err := r.Store.Get(ctx, req.Pod.Namespace, ref.Kind, ref.Name)
+		switch {
+		case err != nil:
+			v := admit.New(p, RuleMutable, "", "%s %q (%s) cannot be read to tell whether it is immutable: %v",
+				ref.Kind, ref.Name, strings.Join(ref.Uses, ", "), err)
+			v.Transient = true
+			out = append(out, v)
+		case found && !obj.Immutable:
+			out = append(out, admit.New(p, RuleMutable, "", "%s %q (%s) is mutable, and spec.config.mutable is Deny: %s",
+				ref.Kind, ref.Name, strings.Join(ref.Uses, ", "), fixHint))
+		}
+	}
+	return out
+}
