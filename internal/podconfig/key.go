@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -86,37 +87,26 @@ func EnsureKey(ctx context.Context, c client.Client, namespace string) (*Key, er
 // is length-prefixed, so no two different data give the same input. Labels, annotations and
 // immutable are not data: changing them changes no hash.
 func (k *Key) Sum(obj client.Object) (string, bool) {
-	mac := hmac.New(sha256.New, k.secret)
+	var kind string
+	var data map[string][]byte
 	switch o := obj.(type) {
 	case *corev1.ConfigMap:
-		mac.Write([]byte("ConfigMap\x00"))
-		keys := make([]string, 0, len(o.Data)+len(o.BinaryData))
-		for key := range o.Data {
-			keys = append(keys, key)
+		kind, data = KindConfigMap, maps.Clone(o.BinaryData)
+		if data == nil {
+			data = make(map[string][]byte, len(o.Data))
 		}
-		for key := range o.BinaryData {
-			keys = append(keys, key)
-		}
-		slices.Sort(keys)
-		for _, key := range keys {
-			v, ok := o.Data[key]
-			if !ok {
-				v = string(o.BinaryData[key])
-			}
-			field(mac, key, []byte(v))
+		for key, v := range o.Data {
+			data[key] = []byte(v)
 		}
 	case *corev1.Secret:
-		mac.Write([]byte("Secret\x00"))
-		keys := make([]string, 0, len(o.Data))
-		for key := range o.Data {
-			keys = append(keys, key)
-		}
-		slices.Sort(keys)
-		for _, key := range keys {
-			field(mac, key, o.Data[key])
-		}
+		kind, data = KindSecret, o.Data
 	default:
 		return "", false
+	}
+	mac := hmac.New(sha256.New, k.secret)
+	mac.Write([]byte(kind + "\x00"))
+	for _, key := range slices.Sorted(maps.Keys(data)) {
+		field(mac, key, data[key])
 	}
 	// 128 bits of the MAC: a record stays short with many objects, and forging one would take
 	// the key anyway.

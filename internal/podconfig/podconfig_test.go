@@ -62,6 +62,13 @@ func TestSum(t *testing.T) {
 	if other.ID() == testKey.ID() || sum(t, other, base) == sum(t, testKey, base) {
 		t.Error("another key gives the same ID or hash")
 	}
+	// The bytes hashed are a format: records written by one release are read by the next.
+	mixed := cm("cfg", map[string]string{"a": "1", "c": "3"})
+	mixed.BinaryData = map[string][]byte{"b": {0, 1, 2}}
+	secret := &corev1.Secret{Data: map[string][]byte{"x": []byte("y"), "k": nil}}
+	if got := sum(t, testKey, mixed) + " " + sum(t, testKey, secret); got != "8tuyUKNAF0zl3R_uOKuqjw kdKOUKZmgwdDtY7rWlOsvA" {
+		t.Errorf("the hash format changed: %s", got)
+	}
 	if _, ok := testKey.Sum(&corev1.Pod{}); ok {
 		t.Error("a Pod was hashed")
 	}
@@ -229,6 +236,12 @@ func TestChanged(t *testing.T) {
 	s = newStore([]client.Object{now}, []client.Object{edited})
 	if changed, deleted, err := s.Changed(ctx, "app", Record{Key: testKey.ID(), Objects: map[string]string{"ConfigMap/edited": sum(t, testKey, edited)}}); len(changed)+len(deleted) != 0 || err != nil {
 		t.Errorf("a stale cache made drift: %v, %v, %v", changed, deleted, err)
+	}
+	// Without a config cache every object is read from the API server.
+	s = newStore(nil, []client.Object{same, now})
+	s.Cache = nil
+	if changed, deleted, err := s.Changed(ctx, "app", rec); err != nil || len(changed) != 1 || len(deleted) != 1 {
+		t.Errorf("Changed without a cache = %v, %v, %v; want edited changed and gone deleted", changed, deleted, err)
 	}
 	other := rec
 	other.Key = "another"

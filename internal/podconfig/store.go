@@ -97,14 +97,19 @@ func New(kind string) (client.Object, error) {
 // Get reads an object from the cache, and from the API server if the cache does not have it
 // (created a moment ago). found is false when it does not exist.
 func (s *Store) Get(ctx context.Context, namespace, kind, name string) (Object, bool, error) {
-	if s.Cache == nil {
-		return s.GetLive(ctx, namespace, kind, name)
-	}
-	o, found, err := s.read(ctx, s.Cache, true, namespace, kind, name)
+	o, found, err := s.getCached(ctx, namespace, kind, name)
 	if err != nil || found {
 		return o, found, err
 	}
 	return s.GetLive(ctx, namespace, kind, name)
+}
+
+// getCached reads an object from the config cache; without one, nothing is found.
+func (s *Store) getCached(ctx context.Context, namespace, kind, name string) (Object, bool, error) {
+	if s.Cache == nil {
+		return Object{}, false, nil
+	}
+	return s.read(ctx, s.Cache, true, namespace, kind, name)
 }
 
 // GetLive reads an object from the API server.
@@ -162,7 +167,7 @@ func (s *Store) Changed(ctx context.Context, namespace string, rec Record) (chan
 		return nil, nil, nil
 	}
 	for _, e := range rec.Entries() {
-		obj, found, err := s.read(ctx, s.Cache, true, namespace, e.Kind, e.Name)
+		obj, found, err := s.getCached(ctx, namespace, e.Kind, e.Name)
 		if err != nil {
 			return nil, nil, err
 		}
