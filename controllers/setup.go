@@ -46,7 +46,7 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: d.Namespace,
 			Timeout: d.ReplacementTimeout, Clock: d.Clock,
 		},
-		Census: d.Census, Ledger: d.Ledger, Events: d.Events, Namespace: d.Namespace,
+		Census: d.Census, Ledger: d.Ledger, Events: d.Events, Namespace: d.Namespace, ConfigCache: d.ConfigCache,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the drift controller: %w", err)
 	}

@@ -73,7 +73,7 @@ const (
 )
 
 // DriftCheck names one kind of drift detection.
-// +kubebuilder:validation:Enum=ImageDigest;EphemeralContainers;InteractiveAccess;SpecChange;Unverified
+// +kubebuilder:validation:Enum=ImageDigest;EphemeralContainers;InteractiveAccess;SpecChange;Unverified;ConfigChange
 type DriftCheck string
 
 const (
@@ -87,20 +87,24 @@ const (
 	CheckSpecChange DriftCheck = "SpecChange"
 	// CheckUnverified detects a pod whose images are not, or no longer, verified under the policy.
 	CheckUnverified DriftCheck = "Unverified"
+	// CheckConfigChange detects a pod whose ConfigMaps or Secrets changed data since admission
+	// (config.mutable: Replace).
+	CheckConfigChange DriftCheck = "ConfigChange"
 )
 
 // AllDriftChecks lists every drift check, in the order they are documented.
 var AllDriftChecks = []DriftCheck{
-	CheckImageDigest, CheckEphemeralContainers, CheckInteractiveAccess, CheckSpecChange, CheckUnverified,
+	CheckImageDigest, CheckEphemeralContainers, CheckInteractiveAccess, CheckSpecChange, CheckUnverified, CheckConfigChange,
 }
 
 // ConfigMutability says what happens to the mutable ConfigMaps and Secrets a pod uses.
-// Replace (../shared/api.md's default) is refused by the schema until the ConfigChange drift
-// check that carries it out lands: until then the default is Ignore.
-// +kubebuilder:validation:Enum=Deny;Ignore
+// +kubebuilder:validation:Enum=Replace;Deny;Ignore
 type ConfigMutability string
 
 const (
+	// ConfigReplace records the data of the ConfigMaps and Secrets a pod uses at admission; a
+	// pod whose config changed since has drifted (ConfigChange) and is replaced.
+	ConfigReplace ConfigMutability = "Replace"
 	// ConfigDeny admits only pods whose ConfigMaps and Secrets are immutable: true.
 	ConfigDeny ConfigMutability = "Deny"
 	// ConfigIgnore applies no config rule.
@@ -412,9 +416,11 @@ type RuntimeRules struct {
 // ConfigRules treat the ConfigMaps and Secrets a pod uses (volumes, projected volumes, envFrom,
 // env valueFrom) as part of what was deployed.
 type ConfigRules struct {
-	// mutable is Deny (pods may use only ConfigMaps and Secrets with immutable: true; the
-	// denial names each mutable one) or Ignore (default, no config rule).
-	// +kubebuilder:default=Ignore
+	// mutable is Replace (default: a pod whose ConfigMaps or Secrets change data after it was
+	// admitted has drifted, check ConfigChange, and is replaced like any drift), Deny (pods may
+	// use only ConfigMaps and Secrets with immutable: true; the denial names each mutable one)
+	// or Ignore (no config rule).
+	// +kubebuilder:default=Replace
 	// +optional
 	Mutable ConfigMutability `json:"mutable,omitempty"`
 }
@@ -426,10 +432,10 @@ type DriftRules struct {
 	// +optional
 	Action DriftAction `json:"action,omitempty"`
 
-	// checks are the drift checks to run; default all five.
+	// checks are the drift checks to run; default all six.
 	// +listType=set
-	// +kubebuilder:validation:MaxItems=5
-	// +kubebuilder:default={ImageDigest,EphemeralContainers,InteractiveAccess,SpecChange,Unverified}
+	// +kubebuilder:validation:MaxItems=6
+	// +kubebuilder:default={ImageDigest,EphemeralContainers,InteractiveAccess,SpecChange,Unverified,ConfigChange}
 	// +optional
 	Checks []DriftCheck `json:"checks,omitempty"`
 

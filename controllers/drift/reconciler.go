@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -62,6 +63,9 @@ type Reconciler struct {
 	Events   events.EventRecorder
 	// Namespace is the operator's own namespace, where bare pods' saved specs are kept.
 	Namespace string
+	// ConfigCache holds the cluster's ConfigMaps and Secrets (podconfig.NewCache): a change of
+	// one's data looks again at the pods that recorded it. Nil watches none.
+	ConfigCache cache.Cache
 }
 
 // scope is what one reconcile of a pod knows, filled in phase by phase.
@@ -83,6 +87,8 @@ func (s *scope) key() types.NamespacedName { return client.ObjectKeyFromObject(s
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets;statefulsets;daemonsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
@@ -226,7 +232,7 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 	job := ref != nil && ref.Kind == "Job" && strings.HasPrefix(ref.APIVersion, "batch/")
 	for i := range s.policies {
 		p := &s.policies[i]
-		if len(s.state.Findings[p.Name]) > 0 && drift.Replaces(p) && (!job || p.Spec.Drift.JobPods == fixityv1.DriftReplace) {
+		if drift.Replaceable(s.state.Findings[p.Name]) && drift.Replaces(p) && (!job || p.Spec.Drift.JobPods == fixityv1.DriftReplace) {
 			s.by = append(s.by, p)
 		}
 	}
@@ -250,8 +256,7 @@ func (r *Reconciler) decide(ctx context.Context, s *scope) reconcile.Outcome {
 		if !trusted {
 			return reconcile.Wait(waitCensus, "", "not every pod of policy "+p.Name+" has been looked at yet")
 		}
-		matched, drifted := r.Tracker.Counts(p.Name)
-		if ok, msg := drift.Breaker(p, matched, drifted); !ok {
+		if ok, msg := drift.Breaker(p, r.Tracker.Counts(p.Name)); !ok {
 			return reconcile.Wait(waitBreaker, fixityv1.TooManyDriftedReason, msg)
 		}
 	}
@@ -366,7 +371,7 @@ func (r *Reconciler) higherOrdinalDrifted(s *scope) string {
 			continue
 		}
 		for _, p := range s.by { // drifted under a policy that replaces it, not one that reports
-			if len(st.Findings[p.Name]) > 0 {
+			if drift.Replaceable(st.Findings[p.Name]) {
 				return sib.Name
 			}
 		}

@@ -21,16 +21,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/grants"
+	"github.com/fixity-dev/fixity/internal/podconfig"
 	"github.com/fixity-dev/fixity/internal/policy"
 )
 
 // OwnerIndex indexes pods by the UID of their controller, so the siblings of a pod are found
 // without listing its whole namespace.
 const OwnerIndex = fixityv1.OwnerIndex
+
+// ConfigIndex indexes pods by the ConfigMaps and Secrets their fixity.dev/config record names.
+const ConfigIndex = fixityv1.ConfigIndex
 
 // recheckPerSecond spreads the re-check of many pods (a policy changed, a namespace relabelled)
 // over time, so that one edit does not turn into a burst of registry calls and status writes.
@@ -57,9 +62,26 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing pods by controller: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, ConfigIndex, func(o client.Object) []string {
+		if pod, ok := o.(*corev1.Pod); ok {
+			return podconfig.IndexValues(pod)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing pods by the ConfigMaps and Secrets they recorded: %w", err)
+	}
 	owners := handler.EnqueueRequestsFromMapFunc(r.podsOfOwner)
 	generation := builder.WithPredicates(predicate.GenerationChangedPredicate{})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.ConfigCache != nil {
+		// Only a change of data (the hash the cache's transform keeps) is drift; a create
+		// matters too (deleted and made again), and a delete is reported.
+		changed := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return podconfig.HashChanged(e.ObjectOld, e.ObjectNew) }}
+		config := handler.EnqueueRequestsFromMapFunc(r.podsOfConfig)
+		b = b.WatchesRawSource(source.Kind[client.Object](r.ConfigCache, &corev1.ConfigMap{}, config, changed)).
+			WatchesRawSource(source.Kind[client.Object](r.ConfigCache, &corev1.Secret{}, config, changed))
+	}
+	return b.
 		For(&corev1.Pod{}).
 		Watches(&fixityv1.ImmutabilityPolicy{}, handler.Funcs{
 			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
@@ -174,6 +196,16 @@ func (r *Reconciler) podsMatching(ctx context.Context, what string, opts ...clie
 		keys = append(keys, client.ObjectKeyFromObject(&pods.Items[i]))
 	}
 	return requests(keys)
+}
+
+// podsOfConfig lists the pods that recorded a ConfigMap or Secret whose data changed.
+func (r *Reconciler) podsOfConfig(ctx context.Context, obj client.Object) []ctrl.Request {
+	kind := podconfig.KindConfigMap
+	if _, ok := obj.(*corev1.Secret); ok {
+		kind = podconfig.KindSecret
+	}
+	return r.podsMatching(ctx, "Listing the pods that use "+kind+" "+klog.KObj(obj).String(),
+		client.InNamespace(obj.GetNamespace()), client.MatchingFields{ConfigIndex: podconfig.IndexValue(kind, obj.GetNamespace(), obj.GetName())})
 }
 
 // podsOfGrant looks again at the pods a grant tainted when the grant changes (ends).

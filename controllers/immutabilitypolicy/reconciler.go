@@ -156,9 +156,9 @@ func (r *Reconciler) reconcileDrift(ctx context.Context, p *fixityv1.Immutabilit
 	if ok && replaced > p.Status.ReplacedPods {
 		p.Status.ReplacedPods = replaced
 	}
-	matched, drifted := r.Drift.Counts(p.Name)
-	p.Status.MatchedPods, p.Status.DriftedPods = int32(matched), int32(drifted)
-	allowed, msg := drift.Breaker(p, matched, drifted)
+	counts := r.Drift.Counts(p.Name)
+	p.Status.MatchedPods, p.Status.DriftedPods = int32(counts.Matched), int32(counts.Drifted)
+	allowed, msg := drift.Breaker(p, counts)
 	cond := remediation.AllowedCondition(allowed, msg, p.Generation, metrics.BreakerOpen.WithLabelValues(p.Name))
 	if !drift.Replaces(p) {
 		cond.Message = "Drifted pods are reported, not replaced (" + reportReason(p) + "); " + msg

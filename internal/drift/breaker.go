@@ -5,13 +5,17 @@ import (
 	"github.com/fixity-dev/fixity/internal/remediation"
 )
 
-// Breaker is p's circuit breaker (remediation.Breaker) over its matched and drifted pods.
-func Breaker(p *fixityv1.ImmutabilityPolicy, matched, drifted int) (allowed bool, msg string) {
+// Breaker is p's circuit breaker (remediation.Breaker) over its matched pods and those drifted
+// by inference (Counts.Inferred). Pods drifted only by a ConfigChange do not trip it: a Deployment
+// whose ConfigMap changed has every pod drifted at once, by the user's own act, and is rolled
+// one pod at a time within its PodDisruptionBudget like any drift. An open breaker still holds
+// them: while many pods look drifted for reasons Fixity inferred, it replaces nothing.
+func Breaker(p *fixityv1.ImmutabilityPolicy, c Counts) (allowed bool, msg string) {
 	limit := int32(remediation.DefaultMaxDriftedPercent)
 	if p.Spec.Drift.MaxDriftedPercent != nil {
 		limit = *p.Spec.Drift.MaxDriftedPercent
 	}
-	return remediation.Breaker(limit, matched, drifted, "pods")
+	return remediation.Breaker(limit, c.Matched, c.Inferred, "pods")
 }
 
 // Replaces reports whether p replaces drifted pods (Enforce mode and action Replace) rather

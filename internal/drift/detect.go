@@ -19,12 +19,28 @@ import (
 	"github.com/fixity-dev/fixity/internal/admitted"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/images"
+	"github.com/fixity-dev/fixity/internal/podconfig"
 )
 
 // Finding is one drift check that a pod fails.
 type Finding struct {
 	Check   fixityv1.DriftCheck
 	Message string
+	// Kept means the finding is reported but never replaces the pod (a ConfigMap or Secret
+	// deleted under it: a replacement could not start).
+	Kept bool
+}
+
+// Replaceable reports whether findings hold one that replaces the pod.
+func Replaceable(fs []Finding) bool {
+	return slices.ContainsFunc(fs, func(f Finding) bool { return !f.Kept })
+}
+
+// Inferred reports whether findings hold one the circuit breaker counts: anything but a
+// ConfigChange, which is a recorded fact (the user changed the object), not an inference that
+// a broken detector or a registry outage could make of many pods at once.
+func Inferred(fs []Finding) bool {
+	return slices.ContainsFunc(fs, func(f Finding) bool { return f.Check != fixityv1.CheckConfigChange })
 }
 
 func (f Finding) String() string { return string(f.Check) + ": " + f.Message }
@@ -54,6 +70,8 @@ type Detector struct {
 	// Grants tells whether a grant is still active (its approvals counted); nil means a Finder
 	// on Reader and Clock that knows no policy asking for approvals.
 	Grants *grants.Finder
+	// Config reads the ConfigMaps and Secrets pods recorded (ConfigChange); nil skips the check.
+	Config *podconfig.Store
 
 	indexes *cache.LRUExpireCache
 }
@@ -63,7 +81,7 @@ func NewDetector(r client.Reader, im *images.Images, checks []admit.Check, reg *
 	return &Detector{Reader: r, Images: im, Checks: checks, Registry: reg, Keychains: kc, indexes: cache.NewLRUExpireCache(4096)}
 }
 
-// Enabled returns the checks p runs (all five when the list is empty).
+// Enabled returns the checks p runs (all six when the list is empty).
 func Enabled(p *fixityv1.ImmutabilityPolicy) []fixityv1.DriftCheck {
 	if len(p.Spec.Drift.Checks) == 0 {
 		return fixityv1.AllDriftChecks
@@ -91,6 +109,8 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, p *fixityv1.Immu
 			fs, err = d.specChange(ctx, pod)
 		case fixityv1.CheckUnverified:
 			fs, err = d.unverified(ctx, pod, p)
+		case fixityv1.CheckConfigChange:
+			fs, err = d.configChange(ctx, pod, p)
 		}
 		if err != nil {
 			undecided = append(undecided, fmt.Sprintf("%s: %v", check, err))
@@ -185,7 +205,7 @@ func (d *Detector) imageDigest(ctx context.Context, pod *corev1.Pod) ([]Finding,
 			return nil, err
 		}
 		if !same {
-			out = append(out, Finding{fixityv1.CheckImageDigest, fmt.Sprintf("%s %s, not the admitted %s", r.what, digest, adm.DigestStr())})
+			out = append(out, Finding{Check: fixityv1.CheckImageDigest, Message: fmt.Sprintf("%s %s, not the admitted %s", r.what, digest, adm.DigestStr())})
 		}
 	}
 	return out, nil
@@ -262,7 +282,7 @@ func (d *Detector) ephemeralContainers(ctx context.Context, pod *corev1.Pod) ([]
 	for _, c := range pod.Spec.EphemeralContainers {
 		names = append(names, c.Name)
 	}
-	return []Finding{{fixityv1.CheckEphemeralContainers, fmt.Sprintf("ephemeral container(s) %s were added to the running pod", strings.Join(names, ", "))}}, nil
+	return []Finding{{Check: fixityv1.CheckEphemeralContainers, Message: fmt.Sprintf("ephemeral container(s) %s were added to the running pod", strings.Join(names, ", "))}}, nil
 }
 
 func (d *Detector) interactiveAccess(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {
@@ -274,7 +294,7 @@ func (d *Detector) interactiveAccess(ctx context.Context, pod *corev1.Pod) ([]Fi
 	if err != nil || active {
 		return nil, err
 	}
-	return []Finding{{fixityv1.CheckInteractiveAccess, strings.TrimPrefix(taint, string(fixityv1.CheckInteractiveAccess)+": ") + ", which has ended"}}, nil
+	return []Finding{{Check: fixityv1.CheckInteractiveAccess, Message: strings.TrimPrefix(taint, string(fixityv1.CheckInteractiveAccess)+": ") + ", which has ended"}}, nil
 }
 
 // taintGrantActive reports whether the pod's taint names a grant that is still active.
@@ -332,7 +352,7 @@ func (d *Detector) specChange(ctx context.Context, pod *corev1.Pod) ([]Finding, 
 			}
 		}
 	}
-	return []Finding{{fixityv1.CheckSpecChange, "the containers were changed in place since admission (" + fixityv1.SpecHashAnnotation + " no longer matches)"}}, nil
+	return []Finding{{Check: fixityv1.CheckSpecChange, Message: "the containers were changed in place since admission (" + fixityv1.SpecHashAnnotation + " no longer matches)"}}, nil
 }
 
 // unverified verifies the pod now: a pod Fixity did not admit (no verified record: created
@@ -355,11 +375,39 @@ func (d *Detector) unverified(ctx context.Context, pod *corev1.Pod, p *fixityv1.
 		case v.Transient:
 			undecided = append(undecided, v.String())
 		default:
-			out = append(out, Finding{fixityv1.CheckUnverified, v.String()})
+			out = append(out, Finding{Check: fixityv1.CheckUnverified, Message: v.String()})
 		}
 	}
 	if len(undecided) > 0 && len(out) == 0 {
 		return nil, fmt.Errorf("%s", strings.Join(undecided, "; "))
+	}
+	return out, nil
+}
+
+// configChange compares the pod's record of its ConfigMaps and Secrets with their data now,
+// under a policy that says config.mutable: Replace. A pod with no record (admitted before the
+// feature, or under another policy) is never drifted for it; a deleted object is reported and
+// kept (Kept).
+func (d *Detector) configChange(ctx context.Context, pod *corev1.Pod, p *fixityv1.ImmutabilityPolicy) ([]Finding, error) {
+	if d.Config == nil || podconfig.Mutability(p) != fixityv1.ConfigReplace {
+		return nil, nil
+	}
+	rec, ok, err := podconfig.ReadRecord(pod)
+	if !ok || err != nil {
+		// Only the operator writes the record (the annotation guard): one that does not parse
+		// is no evidence either way, and is said once per change with the pod's other findings.
+		return nil, err
+	}
+	changed, deleted, err := d.Config.Changed(ctx, pod.Namespace, rec)
+	if err != nil {
+		return nil, err
+	}
+	var out []Finding
+	for _, e := range changed {
+		out = append(out, Finding{Check: fixityv1.CheckConfigChange, Message: podconfig.Describe(e, false)})
+	}
+	for _, e := range deleted {
+		out = append(out, Finding{Check: fixityv1.CheckConfigChange, Message: podconfig.Describe(e, true), Kept: true})
 	}
 	return out, nil
 }

@@ -25,9 +25,14 @@ func TestBreaker(t *testing.T) {
 		{ptr.To[int32](10), 100, 11, false},
 	} {
 		p.Spec.Drift.MaxDriftedPercent = tc.max
-		if got, msg := Breaker(p, tc.matched, tc.drifted); got != tc.want {
+		if got, msg := Breaker(p, Counts{Matched: tc.matched, Drifted: tc.drifted, Inferred: tc.drifted}); got != tc.want {
 			t.Errorf("max %v, %d of %d drifted: allowed = %t (%s), want %t", tc.max, tc.drifted, tc.matched, got, msg, tc.want)
 		}
+	}
+	// Pods drifted only by a config change are facts, not inferences: they do not trip it.
+	p.Spec.Drift.MaxDriftedPercent = nil
+	if ok, msg := Breaker(p, Counts{Matched: 10, Drifted: 10, Inferred: 0}); !ok {
+		t.Errorf("10 of 10 pods drifted by a config change tripped the breaker: %s", msg)
 	}
 }
 
@@ -54,7 +59,7 @@ func TestTrackerCounts(t *testing.T) {
 	tr := NewTracker()
 	tr.OnChange = func(p []string) { changed = append(changed, p) }
 	a, b := types.NamespacedName{Namespace: "shop", Name: "a"}, types.NamespacedName{Namespace: "shop", Name: "b"}
-	drifted := PodState{Findings: map[string][]Finding{"prod": {{fixityv1.CheckSpecChange, "x"}}, "audit": nil}}
+	drifted := PodState{Findings: map[string][]Finding{"prod": {{Check: fixityv1.CheckSpecChange, Message: "x"}}, "audit": nil}}
 	clean := PodState{Findings: map[string][]Finding{"prod": nil}}
 	if !tr.Set(a, drifted) || !tr.Set(b, clean) {
 		t.Fatal("first Set must report a change")
@@ -62,17 +67,20 @@ func TestTrackerCounts(t *testing.T) {
 	if tr.Set(b, clean) {
 		t.Error("setting the same state reported a change")
 	}
-	if m, d := tr.Counts("prod"); m != 2 || d != 1 {
-		t.Errorf("prod: matched %d drifted %d", m, d)
+	config := types.NamespacedName{Namespace: "shop", Name: "config"}
+	tr.Set(config, PodState{Findings: map[string][]Finding{"prod": {{Check: fixityv1.CheckConfigChange, Message: "y"}}}})
+	if c := tr.Counts("prod"); c != (Counts{Matched: 3, Drifted: 2, Inferred: 1}) {
+		t.Errorf("prod: %+v, want 3 matched, 2 drifted, 1 of them by inference", c)
 	}
-	if m, d := tr.Counts("audit"); m != 1 || d != 0 {
-		t.Errorf("audit: matched %d drifted %d", m, d)
+	if c := tr.Counts("audit"); c != (Counts{Matched: 1}) {
+		t.Errorf("audit: %+v", c)
 	}
 	tr.Forget(a)
-	if m, d := tr.Counts("prod"); m != 1 || d != 0 {
-		t.Errorf("after Forget: matched %d drifted %d", m, d)
+	tr.Forget(config)
+	if c := tr.Counts("prod"); c != (Counts{Matched: 1}) {
+		t.Errorf("after Forget: %+v", c)
 	}
-	if len(changed) != 3 {
+	if len(changed) != 5 {
 		t.Errorf("OnChange calls = %v", changed)
 	}
 }

@@ -99,21 +99,33 @@ func (t *Tracker) Get(key types.NamespacedName) (PodState, bool) {
 	return s, ok
 }
 
+// Counts are a policy's tallies of the tracked pods.
+type Counts struct {
+	// Matched are the pods the policy matches, Drifted those drifted under it.
+	Matched, Drifted int
+	// Inferred are the drifted pods with a finding the circuit breaker counts (Inferred).
+	Inferred int
+}
+
 // Counts returns how many tracked pods policy matches and how many of them are drifted under it.
-func (t *Tracker) Counts(policy string) (matched, drifted int) {
+func (t *Tracker) Counts(policy string) Counts {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	var c Counts
 	for _, s := range t.pods {
 		fs, ok := s.Findings[policy]
 		if !ok {
 			continue
 		}
-		matched++
+		c.Matched++
 		if len(fs) > 0 {
-			drifted++
+			c.Drifted++
+		}
+		if Inferred(fs) {
+			c.Inferred++
 		}
 	}
-	return matched, drifted
+	return c
 }
 
 // SetHeld records why a tracked pod is held (nil: it is not) and reports whether that changed.

@@ -1,15 +1,20 @@
 package operator
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fixity-dev/fixity/internal/podconfig"
 )
 
 // CacheOptions keeps the manager's informer cache lean: it holds every pod of the cluster, so
 // each pod keeps only what the operator reads; code that needs a whole pod (recreating a bare
 // pod) reads it from the API server. ConfigMaps are cached only in the operator's namespace,
-// where its records are (saved specs, the replacement ledger): never every ConfigMap.
+// where its records are (saved specs, the replacement ledger); config.mutable's cache of every
+// ConfigMap and Secret is its own (podconfig.NewCache) and keeps no data.
 func CacheOptions(namespace string) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
@@ -26,7 +31,8 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // TrimPod drops from a cached pod what neither admission nor drift detection reads: managed
 // fields, kubectl's last-applied copy, the contents of projected volumes (service account
-// tokens; Pod Security judges their kind, not their sources), and the status beyond the phase,
+// tokens; Pod Security judges their kind, not their sources; the ConfigMaps and Secrets
+// config.mutable judges are kept), and the status beyond the phase,
 // the Ready condition and each container's name, image, image ID and state.
 func TrimPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
@@ -37,7 +43,10 @@ func TrimPod(obj any) (any, error) {
 	delete(pod.Annotations, lastApplied)
 	for i := range pod.Spec.Volumes {
 		if p := pod.Spec.Volumes[i].Projected; p != nil {
-			p.Sources = nil
+			// config.mutable judges the ConfigMaps and Secrets a projected volume holds.
+			p.Sources = slices.DeleteFunc(p.Sources, func(s corev1.VolumeProjection) bool {
+				return s.Secret == nil && (s.ConfigMap == nil || s.ConfigMap.Name == podconfig.RootCA)
+			})
 		}
 	}
 	var ready []corev1.PodCondition

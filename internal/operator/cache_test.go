@@ -17,7 +17,11 @@ func TestTrimPodKeepsWhatTheOperatorReads(t *testing.T) {
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: "web", Image: "shop/web@sha256:1"}},
 			Volumes: []corev1.Volume{
-				{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{}}}}},
+				{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}},
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}}},
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "app-config"}}},
+				}}}},
 				{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}},
 			},
 		},
@@ -48,6 +52,8 @@ func TestTrimPodKeepsWhatTheOperatorReads(t *testing.T) {
 		t.Errorf("conditions = %+v", p.Status.Conditions)
 	case p.Status.ContainerStatuses[0].ImageID != "shop/web@sha256:1" || p.Status.ContainerStatuses[0].State.Running == nil:
 		t.Errorf("container statuses = %+v", p.Status.ContainerStatuses)
+	case len(p.Spec.Volumes[0].Projected.Sources) != 1 || p.Spec.Volumes[0].Projected.Sources[0].ConfigMap.Name != "app-config":
+		t.Errorf("projected sources = %+v, want only the workload's ConfigMap (config.mutable reads it)", p.Spec.Volumes[0].Projected.Sources)
 	case p.Status.ContainerStatuses[0].LastTerminationState.Terminated != nil:
 		t.Error("last termination state kept")
 	}

@@ -1,10 +1,14 @@
 package operator
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -13,6 +17,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -106,6 +112,52 @@ type Deps struct {
 	// NodeTracker and NodeCensus are node drift's verdicts and its breakers' census.
 	NodeTracker *nodedrift.Tracker
 	NodeCensus  *remediation.Census[string]
+	// Config reads ConfigMaps and Secrets as hashes of their data (config.mutable); ConfigCache
+	// is its cache, which drift watches for changes.
+	Config      *podconfig.Store
+	ConfigCache cache.Cache
+}
+
+// keyTimeout bounds reading (or making) the config hash key at start.
+const keyTimeout = 30 * time.Second
+
+// newConfigStore reads the config hash key, making it on first start, and adds to mgr the
+// cluster-wide cache of ConfigMaps and Secrets (hashes, never data), ready once it has synced.
+func newConfigStore(mgr ctrl.Manager, namespace string) (*podconfig.Store, cache.Cache, error) {
+	c, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating a client for the config hash key: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keyTimeout)
+	defer cancel()
+	key, err := podconfig.EnsureKey(ctx, c, namespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	cc, err := podconfig.NewCache(mgr.GetConfig(), mgr.GetScheme(), mgr.GetRESTMapper(), key)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, obj := range []client.Object{&corev1.ConfigMap{}, &corev1.Secret{}} {
+		if _, err := cc.GetInformer(ctx, obj); err != nil {
+			return nil, nil, fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
+	if err := mgr.Add(cc); err != nil {
+		return nil, nil, fmt.Errorf("adding the ConfigMap and Secret cache: %w", err)
+	}
+	// The webhooks read it: a replica takes admission traffic once it has every object.
+	if err := mgr.AddReadyzCheck("config-cache", func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !cc.WaitForCacheSync(ctx) {
+			return errors.New("the ConfigMap and Secret cache has not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("adding the config cache's readiness check: %w", err)
+	}
+	return &podconfig.Store{Key: key, Cache: cc, Live: mgr.GetAPIReader()}, cc, nil
 }
 
 // NewDeps builds the shared dependencies for mgr.
@@ -161,14 +213,17 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	// webhooks run for every matching policy. The annotation guard mutates first: it drops
 	// user-written fixity.dev/* annotations before the operator's own are added; the image
 	// rules mutate last, so the spec-hash they record is of the pod as admitted.
-	d.Mutators = []admit.Mutator{d.Annotations, d.Images}
-	// config.mutable: Deny reads the used ConfigMaps and Secrets from the API server (a
-	// cluster-wide cache of them comes with Replace, issue 17).
-	config := &podconfig.Rules{Store: &podconfig.Store{Live: mgr.GetAPIReader()}}
+	// config.mutable records the pod's ConfigMaps and Secrets before the image rules' spec hash.
+	if d.Config, d.ConfigCache, err = newConfigStore(mgr, o.Namespace); err != nil {
+		return nil, err
+	}
+	config := &podconfig.Rules{Store: d.Config}
+	d.Mutators = []admit.Mutator{d.Annotations, config, d.Images}
 	d.Checks = []admit.Check{podSecurity, &lockdown.InPlace{Operator: o.Self.Username}, d.Images, config}
 	// Guards hold whatever the policies say, on pod updates and on status updates alike.
 	d.Guards = []admit.Guard{d.Annotations, &lockdown.LabelGuard{Matcher: d.Matcher, Operator: o.Self.Username}}
 	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)
 	d.Detector.Versions, d.Detector.Clock, d.Detector.Grants = d.Versions, o.Clock, d.Access.Finder
+	d.Detector.Config = d.Config
 	return d, nil
 }

@@ -13,10 +13,10 @@ const (
 	KindSecret    = "Secret"
 )
 
-// rootCA is the ConfigMap the control plane publishes in every namespace and the API server
+// RootCA is the ConfigMap the control plane publishes in every namespace and the API server
 // adds to every service account token volume. Its changes are CA rotations the pods are meant
 // to pick up live: it is not the workload's configuration.
-const rootCA = "kube-root-ca.crt"
+const RootCA = "kube-root-ca.crt"
 
 // Ref is one ConfigMap or Secret a pod uses, in the pod's namespace.
 type Ref struct {
@@ -38,7 +38,7 @@ func (r Ref) String() string { return r.Kind + "/" + r.Name }
 func Used(spec *corev1.PodSpec) []Ref {
 	byKey := map[string]*Ref{}
 	add := func(kind, name string, optional *bool, use string) {
-		if name == "" || (kind == KindConfigMap && name == rootCA) {
+		if name == "" || (kind == KindConfigMap && name == RootCA) {
 			return
 		}
 		opt := optional != nil && *optional

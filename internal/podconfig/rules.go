@@ -2,6 +2,7 @@ package podconfig
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -18,15 +19,52 @@ const fixHint = "create a new one with immutable: true under a new name and poin
 	"(kustomize: configMapGenerator/secretGenerator with immutable: true, which name it by a hash of its data; " +
 	"Helm: put a checksum of the data in the name); see the README, \"Configuration is part of the build\""
 
-// Rules are config.mutable: the admit.Check of Deny.
+// Rules are config.mutable: the admit.Check of Deny and the admit.Mutator of Replace.
 type Rules struct {
 	Store *Store
 }
 
-// Mutability is p's config.mutable, Ignore when unset.
+// MutatePod records, when a matching policy says Replace, the keyed hash of each ConfigMap and
+// Secret the pod uses in fixity.dev/config, for drift (ConfigChange) to compare. An object that
+// does not exist is not recorded (the kubelet reports a missing one; an optional one the pod
+// does without); one that cannot be read denies the pod (Transient), since a pod admitted
+// without its record could never be replaced for a change. A record the request brought is
+// dropped first: only the operator's own is believed.
+func (r *Rules) MutatePod(ctx context.Context, policies []fixityv1.ImmutabilityPolicy, req *admit.Request) []admit.Violation {
+	delete(req.Pod.Annotations, fixityv1.ConfigAnnotation)
+	i := slices.IndexFunc(policies, func(p fixityv1.ImmutabilityPolicy) bool { return Mutability(&p) == fixityv1.ConfigReplace })
+	if i < 0 || req.Template {
+		return nil
+	}
+	p := &policies[i]
+	rec := Record{Key: r.Store.Key.ID(), Objects: map[string]string{}}
+	var out []admit.Violation
+	for _, ref := range Used(&req.Pod.Spec) {
+		obj, found, err := r.Store.Get(ctx, req.Pod.Namespace, ref.Kind, ref.Name)
+		switch {
+		case err != nil:
+			v := admit.New(p, RuleMutable, "", "%s %q (%s) cannot be read to record its data for drift detection: %v",
+				ref.Kind, ref.Name, strings.Join(ref.Uses, ", "), err)
+			v.Transient = true
+			out = append(out, v)
+		case found:
+			rec.Objects[ref.Kind+"/"+ref.Name] = obj.Hash
+		}
+	}
+	if len(out) > 0 || len(rec.Objects) == 0 {
+		return out
+	}
+	if req.Pod.Annotations == nil {
+		req.Pod.Annotations = map[string]string{}
+	}
+	req.Pod.Annotations[fixityv1.ConfigAnnotation] = rec.Encode()
+	return nil
+}
+
+// Mutability is p's config.mutable, Replace when unset.
 func Mutability(p *fixityv1.ImmutabilityPolicy) fixityv1.ConfigMutability {
 	if p.Spec.Config.Mutable == "" {
-		return fixityv1.ConfigIgnore
+		return fixityv1.ConfigReplace
 	}
 	return p.Spec.Config.Mutable
 }

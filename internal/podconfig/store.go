@@ -97,19 +97,20 @@ func New(kind string) (client.Object, error) {
 // Get reads an object from the cache, and from the API server if the cache does not have it
 // (created a moment ago). found is false when it does not exist.
 func (s *Store) Get(ctx context.Context, namespace, kind, name string) (Object, bool, error) {
-	o, found, err := s.getCached(ctx, namespace, kind, name)
-	if err != nil || found {
-		return o, found, err
+	if o, found := s.getCached(ctx, namespace, kind, name); found {
+		return o, true, nil
 	}
 	return s.GetLive(ctx, namespace, kind, name)
 }
 
-// getCached reads an object from the config cache; without one, nothing is found.
-func (s *Store) getCached(ctx context.Context, namespace, kind, name string) (Object, bool, error) {
+// getCached reads an object from the config cache; without one, or from one that cannot answer
+// (not started yet), nothing is found and callers ask the API server.
+func (s *Store) getCached(ctx context.Context, namespace, kind, name string) (Object, bool) {
 	if s.Cache == nil {
-		return Object{}, false, nil
+		return Object{}, false
 	}
-	return s.read(ctx, s.Cache, true, namespace, kind, name)
+	o, found, err := s.read(ctx, s.Cache, true, namespace, kind, name)
+	return o, found && err == nil
 }
 
 // GetLive reads an object from the API server.
@@ -167,14 +168,10 @@ func (s *Store) Changed(ctx context.Context, namespace string, rec Record) (chan
 		return nil, nil, nil
 	}
 	for _, e := range rec.Entries() {
-		obj, found, err := s.getCached(ctx, namespace, e.Kind, e.Name)
-		if err != nil {
-			return nil, nil, err
-		}
-		if found && obj.Hash == e.Hash {
+		if obj, found := s.getCached(ctx, namespace, e.Kind, e.Name); found && obj.Hash == e.Hash {
 			continue
 		}
-		obj, found, err = s.GetLive(ctx, namespace, e.Kind, e.Name)
+		obj, found, err := s.GetLive(ctx, namespace, e.Kind, e.Name)
 		switch {
 		case err != nil:
 			return nil, nil, err

@@ -97,7 +97,8 @@ func TestPolicyCreateIsRejected(t *testing.T) {
 		{"registry prefix too long", "images:\n  allowedRegistries: [" + strings.Repeat("a", 256) + "]", "spec.images.allowedRegistries[0]", "Too long"},
 		{"more than 256 excluded namespaces", "match:\n  excludeNamespaces: [" + listOf(257, "ns-%d") + "]", "spec.match.excludeNamespaces", "must have at most 256 items"},
 		{"excluded namespace too long", "match:\n  excludeNamespaces: [" + strings.Repeat("a", 64) + "]", "spec.match.excludeNamespaces[0]", "Too long"},
-		{"config.mutable Replace until the ConfigChange check lands", "config:\n  mutable: Replace", "spec.config.mutable", `Unsupported value: "Replace"`},
+		{"config.mutable of another value", "config:\n  mutable: Warn", "spec.config.mutable", `Unsupported value: "Warn"`},
+		{"more than six drift checks", "drift:\n  checks: [ImageDigest, EphemeralContainers, InteractiveAccess, SpecChange, Unverified, ConfigChange, WritableLayer]", "spec.drift.checks", "Unsupported value"},
 		{"duplicate drift check", "drift:\n  checks: [ImageDigest, ImageDigest]", "spec.drift.checks[1]", "Duplicate value"},
 		{"threshold zero", verifyWith("    threshold: 0\n", keyAuthority("release")), "spec.images.verify.threshold", "greater than or equal to 1"},
 		{"no authorities", "images:\n  verify:\n    authorities: []", "spec.images.verify.authorities", "at least 1 items"},
@@ -162,6 +163,7 @@ func TestPolicyDefaults(t *testing.T) {
 	g.Expect(p.Spec.Drift.Action).To(gomega.Equal(fixityv1.DriftReplace))
 	g.Expect(p.Spec.Drift.JobPods).To(gomega.Equal(fixityv1.DriftReport), "Job pods are reported unless the policy says otherwise")
 	g.Expect(p.Spec.Drift.Checks).To(gomega.Equal(fixityv1.AllDriftChecks))
+	g.Expect(p.Spec.Config.Mutable).To(gomega.Equal(fixityv1.ConfigReplace))
 	g.Expect(p.Spec.Drift.MaxDriftedPercent).To(gomega.HaveValue(gomega.BeEquivalentTo(50)))
 
 	// Defaults inside verify: threshold 1, transparencyLog Ignore, the Secret key, the trust root kind.

@@ -13,6 +13,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/controllers"
 	"github.com/fixity-dev/fixity/internal/identity"
 	"github.com/fixity-dev/fixity/internal/operator"
@@ -73,6 +74,10 @@ func startOperator(ctx context.Context) error {
 	}
 	self, err := identity.Self(ctx, env.Config)
 	if err != nil {
+		return err
+	}
+	// The operator's namespace holds its records, the config hash key among them.
+	if err := env.CreateNamespace(ctx, fixityv1.OperatorNamespace); err != nil {
 		return err
 	}
 	opts := operator.Options{Self: self}

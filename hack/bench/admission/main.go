@@ -396,6 +396,9 @@ func startOperator(ctx context.Context, c *cluster.Cluster) (*operator.Deps, err
 	if err != nil {
 		return nil, err
 	}
+	if err := c.CreateNamespace(ctx, fixityv1.OperatorNamespace); err != nil {
+		return nil, err
+	}
 	opts := operator.Options{Self: self}
 	mgrOpts := operator.ManagerOptions(opts)
 	mgrOpts.Metrics, mgrOpts.HealthProbeBindAddress = metricsserver.Options{BindAddress: "0"}, "0"
