@@ -118,6 +118,13 @@ type Deps struct {
 	ConfigCache cache.Cache
 }
 
+// everyReplica runs a cache on every replica, not only the leader: the webhooks of a standby
+// read it, and its readiness waits for it. (A bare cache.Cache added to the manager is taken for
+// a leader's runnable.)
+type everyReplica struct{ cache.Cache }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
+
 // keyTimeout bounds reading (or making) the config hash key at start.
 const keyTimeout = 30 * time.Second
 
@@ -143,7 +150,7 @@ func newConfigStore(mgr ctrl.Manager, namespace string) (*podconfig.Store, cache
 			return nil, nil, fmt.Errorf("watching %T: %w", obj, err)
 		}
 	}
-	if err := mgr.Add(cc); err != nil {
+	if err := mgr.Add(everyReplica{cc}); err != nil {
 		return nil, nil, fmt.Errorf("adding the ConfigMap and Secret cache: %w", err)
 	}
 	// The webhooks read it: a replica takes admission traffic once it has every object.
