@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,23 +30,17 @@ func TestConfigChangeReplacesPods(t *testing.T) {
 	ctx := context.Background()
 	ns := enforcedNamespace(t, ctx)
 	img := pushed(t, "shop/web")
-	cfg := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-config"}, Data: map[string]string{"level": "info"}}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-secret"}, Data: map[string][]byte{"TOKEN": []byte("a")}}
+	cfg := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-config"}, Data: map[string]string{"level": "info-level-e2e-value"}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-secret"}, Data: map[string][]byte{"TOKEN": []byte("token-e2e-value")}}
 	g.Expect(k8s.Create(ctx, cfg)).To(gomega.Succeed())
 	g.Expect(k8s.Create(ctx, secret)).To(gomega.Succeed())
-	dep := deployment(ns, "web", 10)
-	spec := &dep.Spec.Template.Spec
-	spec.Containers[0].Image = img
-	spec.Volumes = []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-		LocalObjectReference: corev1.LocalObjectReference{Name: cfg.Name}}}}}
-	spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "config", MountPath: "/etc/web"}}
-	spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret.Name}}}}
-	g.Expect(k8s.Create(ctx, dep)).To(gomega.Succeed())
-	var pods []corev1.Pod
-	g.Eventually(func(g gomega.Gomega) {
-		pods = readyPods(ctx, ns, "web")(g)
-		g.Expect(pods).To(gomega.HaveLen(10))
-	}, eventually, poll).Should(gomega.Succeed())
+	pods := rollOut(t, ctx, ns, "web", 10, img, func(dep *appsv1.Deployment) {
+		spec := &dep.Spec.Template.Spec
+		spec.Volumes = []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: cfg.Name}}}}}
+		spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "config", MountPath: "/etc/web"}}
+		spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret.Name}}}}
+	})
 	for _, p := range pods {
 		g.Expect(p.Annotations).To(gomega.HaveKeyWithValue(fixityv1.ConfigAnnotation, gomega.And(
 			gomega.ContainSubstring(`"ConfigMap/web-config":`), gomega.ContainSubstring(`"Secret/web-secret":`))), "each pod records the data it was admitted with")
@@ -86,7 +83,7 @@ func TestConfigChangeReplacesPods(t *testing.T) {
 
 	// A data edit: all 10 are replaced, never more than one unavailable at once.
 	before = cfg.DeepCopy()
-	cfg.Data["level"] = "debug"
+	cfg.Data["level"] = "debug-level-e2e-value"
 	g.Expect(k8s.Patch(ctx, cfg, client.MergeFrom(before))).To(gomega.Succeed())
 	old := map[types.UID]bool{}
 	for _, pod := range pods {
@@ -117,6 +114,13 @@ func TestConfigChangeReplacesPods(t *testing.T) {
 		gomega.ContainSubstring(`Secret "web-secret" was deleted after the pod was admitted (reported, not replaced`)))
 	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.DriftedPods", int32(10)))
 	g.Consistently(gone(ctx, pods[0]), 3*time.Second, poll).Should(gomega.BeFalse(), "a pod whose Secret was deleted was replaced")
+
+	// The operator hashed the data and never logged it.
+	log, err := os.ReadFile(mgr.Log)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(string(log)).To(gomega.And(gomega.ContainSubstring(ns), gomega.Not(gomega.ContainSubstring("token-e2e-value")),
+		gomega.Not(gomega.ContainSubstring(base64.StdEncoding.EncodeToString([]byte("token-e2e-value")))),
+		gomega.Not(gomega.ContainSubstring("info-level-e2e-value")), gomega.Not(gomega.ContainSubstring("debug-level-e2e-value"))))
 }
 
 // A bare pod whose ConfigMap (env valueFrom) changed is recreated, and records the new data; under

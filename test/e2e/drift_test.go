@@ -43,11 +43,14 @@ func maxDrifted(pct int32) func(*fixityv1.ImmutabilityPolicySpec) {
 }
 
 // rollOut creates a Deployment of image and waits until all its pods are Ready.
-func rollOut(t *testing.T, ctx context.Context, ns, name string, replicas int32, img string) []corev1.Pod {
+func rollOut(t *testing.T, ctx context.Context, ns, name string, replicas int32, img string, edits ...func(*appsv1.Deployment)) []corev1.Pod {
 	t.Helper()
 	g := gomega.NewWithT(t)
 	dep := deployment(ns, name, replicas)
 	dep.Spec.Template.Spec.Containers[0].Image = img
+	for _, edit := range edits {
+		edit(dep)
+	}
 	g.Expect(k8s.Create(ctx, dep)).To(gomega.Succeed())
 	var pods []corev1.Pod
 	g.Eventually(func(g gomega.Gomega) {
