@@ -2,7 +2,7 @@
 # `make demo`: the operator's main job on a local cluster. Starts the local environment
 # (hack/local-cluster.sh), runs the manager against it as a local process serving the webhooks,
 # applies config/samples, shows an unsigned Deployment blocked and a signed one running pinned to
-# its digest, a drifted pod replaced, break-glass access with an AccessGrant whose pod is
+# its digest, a drifted pod replaced, a pod whose ConfigMap is edited replaced, break-glass access with an AccessGrant whose pod is
 # replaced when it ends, then a node whose kernel changes in place handed to Karpenter and replaced.
 #
 #   hack/demo.sh up | down
@@ -71,6 +71,7 @@ up() {
   $kubectl -n shop run legacy --image="$LEGACY_TAG" --dry-run=server -o jsonpath='fixity.dev/verified: {.metadata.annotations.fixity\.dev/verified}{"\n"}'
 
   drift
+  config
   breakglass
   nodes
 
@@ -232,6 +233,48 @@ drift() {
   $kubectl -n shop rollout status deployment/web --timeout=120s
   $kubectl -n shop get pods -l app=web
   $kubectl get immutabilitypolicy production
+}
+
+# config shows configuration as part of the build: pod cfgpod mounts ConfigMap cfgpod-settings and
+# is admitted with a keyed hash of its data (fixity.dev/config); editing the ConfigMap under the
+# running pod is drift, and the pod is recreated with the new data rather than left to see its
+# files change in place.
+config() {
+  local uid now
+  step "Pod cfgpod mounts ConfigMap cfgpod-settings; admission records a hash of its data"
+  $kubectl -n shop delete pod cfgpod --ignore-not-found --wait >/dev/null
+  $kubectl -n shop create configmap cfgpod-settings --from-literal=level=info --dry-run=client -o yaml | $kubectl -n shop apply -f -
+  $kubectl -n shop apply -f - <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: cfgpod, labels: {app: cfgpod}}
+spec:
+  containers:
+  - name: app
+    image: $SIGNED_TAG
+    volumeMounts: [{name: settings, mountPath: /etc/app}]
+  volumes:
+  - name: settings
+    configMap: {name: cfgpod-settings}
+YAML
+  $kubectl -n shop wait --for=condition=Ready pod/cfgpod --timeout=60s >/dev/null
+  uid=$($kubectl -n shop get pod cfgpod -o jsonpath='{.metadata.uid}')
+  $kubectl -n shop get pod cfgpod -o jsonpath='fixity.dev/config: {.metadata.annotations.fixity\.dev/config}{"\n"}'
+
+  step "kubectl patch configmap cfgpod-settings under the running pod: the pod is replaced, not changed in place"
+  $kubectl -n shop patch configmap cfgpod-settings --type=merge -p '{"data":{"level":"debug"}}'
+  # The same name comes back: wait for another pod (uid) than the one edited under.
+  now=$uid
+  for _ in $(seq 1 60); do
+    now=$($kubectl -n shop get pod cfgpod -o jsonpath='{.metadata.uid}' 2>/dev/null || true)
+    [ -n "$now" ] && [ "$now" != "$uid" ] && break
+    sleep 1
+  done
+  [ -n "$now" ] && [ "$now" != "$uid" ] || { echo "cfgpod was not replaced" >&2; exit 1; }
+  $kubectl -n shop wait --for=condition=Ready pod/cfgpod --timeout=60s >/dev/null
+  $kubectl -n shop get events --field-selector involvedObject.name=cfgpod \
+    -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -E 'REASON|DriftDetected|Recreated'
+  $kubectl -n shop get pod cfgpod -o jsonpath='recreated with fixity.dev/config: {.metadata.annotations.fixity\.dev/config}{"\n"}'
 }
 
 # deployment prints a two-replica Deployment of image.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ import (
 
 // `make demo` is one of the two commands a newcomer runs; this runs its script with its own
 // directory and ports and checks what it promises: Ready fake nodes, a running manager, Ready
-// policies, a rolled-out Deployment, the break-glass walk-through, and that `down` leaves nothing behind.
+// policies, a rolled-out Deployment, a drifted pod and a pod whose ConfigMap changed replaced, the break-glass walk-through, and that `down` leaves nothing behind.
 func TestDemo(t *testing.T) {
 	format.MaxLength = 0 // a failed expectation shows the whole demo output
 	g := gomega.NewWithT(t)
@@ -69,6 +70,15 @@ func TestDemo(t *testing.T) {
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] ImageDigest: container "web" runs sha256:[0-9a-f]{64}, not the admitted sha256:`))
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] InteractiveAccess: exec by alice under grant shop/inc-4242, which has ended`))
 	g.Expect(strings.Count(out, "Drifted pod evicted to be replaced by a fresh one")).To(gomega.Equal(2))
+	// Config: the ConfigMap edited under cfgpod is drift, and the pod is recreated with the new data.
+	g.Expect(out).To(gomega.MatchRegexp(`fixity.dev/config: \{"key":"[^"]+","objects":\{"ConfigMap/cfgpod-settings":"([^"]+)"\}\}`))
+	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventDriftDetected + `\s+\[policy production\] ` + string(fixityv1.CheckConfigChange) + `: ConfigMap "cfgpod-settings" changed`))
+	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventRecreated + `\s+\[policy production\] Drifted bare pod recreated from its admitted spec`))
+	recorded := regexp.MustCompile(`(?m)^fixity.dev/config: (.+)$`).FindStringSubmatch(out)
+	recreated := regexp.MustCompile(`(?m)^recreated with fixity.dev/config: (.+)$`).FindStringSubmatch(out)
+	g.Expect(recorded).To(gomega.HaveLen(2))
+	g.Expect(recreated).To(gomega.HaveLen(2))
+	g.Expect(recreated[1]).To(gomega.And(gomega.ContainSubstring(`"ConfigMap/cfgpod-settings":`), gomega.Not(gomega.Equal(recorded[1]))), "the new pod records the new data")
 	// Nodes: a kernel changed in place; Karpenter is asked to replace the node, and does.
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventNodeDrifted + `\s+\[policy workers\] Node changed in place: KernelVersion: recorded "[^"]+", observed "6\.1\.0-29-cloud-amd64"`))
 	g.Expect(out).To(gomega.MatchRegexp(fixityv1.EventNodeReplacing + `\s+Asked NodeClaim burst-\S+ to replace the node`))
