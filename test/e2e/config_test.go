@@ -183,3 +183,185 @@ func TestConfigChangeBarePodAndReport(t *testing.T) {
 	g.Eventually(policyOf(ctx, report), eventually, poll).Should(gomega.HaveField("Status.DriftedPods", int32(1)))
 	g.Consistently(gone(ctx, *kept), 3*time.Second, poll).Should(gomega.BeFalse(), "Report replaced the pod")
 }
+
+// usesConfigMap mounts ConfigMap name into a Deployment's pods.
+func usesConfigMap(name string) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		spec := &d.Spec.Template.Spec
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: name}}}})
+		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "config", MountPath: "/etc/app"})
+	}
+}
+
+// configMap creates ConfigMap ns/name with one key.
+func configMap(t *testing.T, ctx context.Context, ns, name string) *corev1.ConfigMap {
+	t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string]string{"level": "info"}}
+	gomega.NewWithT(t).Expect(k8s.Create(ctx, cm)).To(gomega.Succeed())
+	return cm
+}
+
+// editData sets the ConfigMap's key level to value.
+func editData(t *testing.T, ctx context.Context, cm *corev1.ConfigMap, value string) {
+	t.Helper()
+	before := cm.DeepCopy()
+	cm.Data["level"] = value
+	gomega.NewWithT(t).Expect(k8s.Patch(ctx, cm, client.MergeFrom(before))).To(gomega.Succeed())
+}
+
+// allGone reports how many of pods no longer exist.
+func allGone(ctx context.Context, pods []corev1.Pod) func() int {
+	return func() int {
+		n := 0
+		for _, p := range pods {
+			if gone(ctx, p)() {
+				n++
+			}
+		}
+		return n
+	}
+}
+
+// A config change whose replacements are slow to become Ready, with the manager restarted midway:
+// never fewer than replicas − 1 Ready, each pod replaced once, and the restarted manager reads the
+// same key, so the new pods' records still match and nothing is replaced again.
+func TestConfigChangeSlowReplacementAcrossARestart(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx)
+	cm := configMap(t, ctx, ns, "slow-config")
+	pods := rollOut(t, ctx, ns, "slow", 3, pushed(t, "shop/slow"), usesConfigMap(cm.Name), func(d *appsv1.Deployment) {
+		d.Spec.Template.Annotations = map[string]string{"readyDelay": "3s"} // hack/kwok/stages.yaml
+	})
+
+	editData(t, ctx, cm, "debug")
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Status.ReplacedPods", gomega.BeNumerically(">=", 1)))
+	mgr.Stop()
+	g.Expect(mgr.Start(ctx)).To(gomega.Succeed())
+
+	least := 3
+	g.Eventually(func(g gomega.Gomega) {
+		ready := readyPods(ctx, ns, "slow")(g)
+		least = min(least, len(ready))
+		g.Expect(allGone(ctx, pods)()).To(gomega.Equal(3))
+		g.Expect(ready).To(gomega.HaveLen(3))
+	}, 2*eventually, poll).Should(gomega.Succeed())
+	g.Expect(least).To(gomega.BeNumerically(">=", 2), "never fewer than replicas − 1 Ready")
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.ReplacedPods", int64(3)),
+		gomega.HaveField("Status.MatchedPods", int32(3)),
+		gomega.HaveField("Status.DriftedPods", int32(0)),
+	))
+	fresh := readyPods(ctx, ns, "slow")(g)
+	g.Consistently(allGone(ctx, fresh), 3*time.Second, poll).Should(gomega.Equal(0), "a pod admitted with the new data was replaced again")
+}
+
+// A config change whose replacement never comes (its node no longer takes pods): one pod goes,
+// the owner is reported stuck and nothing more of it is replaced; once the replacement can run,
+// the rest follow. Under mode Audit the same change is reported and replaces nothing.
+func TestConfigChangeReplacementThatNeverComesAndAudit(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx)
+	img := pushed(t, "shop/stuck")
+	pool, nodes := nodePool(t, ctx, 1)
+	cm := configMap(t, ctx, ns, "stuck-config")
+	pods := rollOut(t, ctx, ns, "stuck", 3, img, usesConfigMap(cm.Name), onPool(pool))
+	node := &corev1.Node{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodes[0]}, node)).To(gomega.Succeed())
+	before := node.DeepCopy()
+	node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: "e2e.fixity.dev/closed", Effect: corev1.TaintEffectNoSchedule})
+	g.Expect(k8s.Patch(ctx, node, client.MergeFrom(before))).To(gomega.Succeed())
+
+	editData(t, ctx, cm, "debug")
+	g.Eventually(allGone(ctx, pods), eventually, poll).Should(gomega.Equal(1))
+	g.Eventually(policyOf(ctx, ns), replacementTimeout+eventually, poll).Should(gomega.And(
+		replacementsProceeding(metav1.ConditionFalse, fixityv1.ReplacementStuckReason),
+		gomega.HaveField("Status.HeldPods", int32(2)),
+		gomega.HaveField("Status.ReplacedPods", int64(1)),
+	))
+	g.Consistently(allGone(ctx, pods), 3*time.Second, poll).Should(gomega.Equal(1), "the owner is stuck: nothing more is evicted")
+	g.Expect(readyPods(ctx, ns, "stuck")(g)).To(gomega.HaveLen(2))
+
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodes[0]}, node)).To(gomega.Succeed())
+	before = node.DeepCopy()
+	node.Spec.Taints = node.Spec.Taints[:len(node.Spec.Taints)-1]
+	g.Expect(k8s.Patch(ctx, node, client.MergeFrom(before))).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(allGone(ctx, pods)()).To(gomega.Equal(3))
+		g.Expect(readyPods(ctx, ns, "stuck")(g)).To(gomega.HaveLen(3))
+	}, 2*eventually, poll).Should(gomega.Succeed(), "the replacement ran: the rest are replaced")
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.ReplacedPods", int64(3)),
+		gomega.HaveField("Status.HeldPods", int32(0)),
+		replacementsProceeding(metav1.ConditionTrue, fixityv1.ProceedingReason),
+	))
+
+	// Audit: reported, kept.
+	audit := enforcedNamespace(t, ctx, func(s *fixityv1.ImmutabilityPolicySpec) { s.Mode = fixityv1.ModeAudit })
+	acm := configMap(t, ctx, audit, "audit-config")
+	watched := rollOut(t, ctx, audit, "watched", 1, img, usesConfigMap(acm.Name))
+	editData(t, ctx, acm, "debug")
+	g.Eventually(events(ctx, audit, watched[0].Name), eventually, poll).Should(gomega.ContainElement(
+		gomega.ContainSubstring(string(fixityv1.CheckConfigChange) + `: ConfigMap "audit-config" changed`)))
+	g.Eventually(policyOf(ctx, audit), eventually, poll).Should(gomega.HaveField("Status.DriftedPods", int32(1)))
+	g.Consistently(gone(ctx, watched[0]), 3*time.Second, poll).Should(gomega.BeFalse(), "Audit replaced the pod")
+}
+
+// A config change whose replacement another policy would deny (it says config.mutable: Deny, and
+// the ConfigMap is mutable): the pods are kept and reported, with what to fix; the fix the message
+// names, a new immutable ConfigMap rolled out, leaves nothing drifted.
+func TestConfigChangeReplacementThatWouldBeDeniedKeepsThePods(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx)
+	cm := configMap(t, ctx, ns, "app-config")
+	pods := rollOut(t, ctx, ns, "app", 3, pushed(t, "shop/app"), usesConfigMap(cm.Name))
+	strict := &fixityv1.ImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-strict"},
+		Spec: fixityv1.ImmutabilityPolicySpec{
+			Match:  fixityv1.PolicyMatch{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"fixity.dev/enforce": ns}}},
+			Config: fixityv1.ConfigRules{Mutable: fixityv1.ConfigDeny},
+		},
+	}
+	g.Expect(k8s.Create(ctx, strict)).To(gomega.Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), strict) })
+	// Admitted pods are not judged again by every rule of a new policy (only its image rules).
+	g.Eventually(policyOf(ctx, strict.Name), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.MatchedPods", int32(3)), gomega.HaveField("Status.DriftedPods", int32(0))))
+
+	editData(t, ctx, cm, "debug")
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.DriftedPods", int32(3)),
+		gomega.HaveField("Status.HeldPods", int32(3)),
+		replacementsProceeding(metav1.ConditionFalse, fixityv1.ReplacementWouldBeDeniedReason),
+	))
+	g.Expect(events(ctx, ns, pods[0].Name)(g)).To(gomega.ContainElement(gomega.And(
+		gomega.HavePrefix(fixityv1.EventReplacementWouldBeDenied+": "),
+		gomega.ContainSubstring(`[policy `+strict.Name+`] ConfigMap "app-config" (volume "config") is mutable, and spec.config.mutable is Deny`),
+		gomega.ContainSubstring("immutable: true"),
+	)))
+	g.Consistently(allGone(ctx, pods), 3*time.Second, poll).Should(gomega.Equal(0), "nothing is evicted: its replacement would be denied")
+
+	// The fix: a new immutable ConfigMap, rolled out.
+	fixed := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-config-v2"}, Data: map[string]string{"level": "debug"}, Immutable: ptr.To(true)}
+	g.Expect(k8s.Create(ctx, fixed)).To(gomega.Succeed())
+	dep := &appsv1.Deployment{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, dep)).To(gomega.Succeed())
+	before := dep.DeepCopy()
+	dep.Spec.Template.Spec.Volumes[0].ConfigMap.Name = fixed.Name
+	g.Expect(k8s.Patch(ctx, dep, client.MergeFrom(before))).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		ready := readyPods(ctx, ns, "app")(g)
+		g.Expect(ready).To(gomega.HaveLen(3))
+		for _, p := range ready {
+			g.Expect(p.Spec.Volumes[0].ConfigMap.Name).To(gomega.Equal(fixed.Name))
+		}
+	}, eventually, poll).Should(gomega.Succeed())
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.DriftedPods", int32(0)),
+		gomega.HaveField("Status.HeldPods", int32(0)),
+		replacementsProceeding(metav1.ConditionTrue, fixityv1.ProceedingReason),
+	))
+}

@@ -132,9 +132,16 @@ func withKernel(v string) func(*corev1.NodeSystemInfo) {
 // poolDeployment is a Deployment whose pods run only on pool's nodes.
 func poolDeployment(ns, name, pool string, replicas int32) *appsv1.Deployment {
 	d := deployment(ns, name, replicas)
-	d.Spec.Template.Spec.NodeSelector = map[string]string{"pool": pool}
-	d.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: poolTaint, Value: pool, Effect: corev1.TaintEffectNoSchedule}}
+	onPool(pool)(d)
 	return d
+}
+
+// onPool makes a Deployment's pods run only on pool's nodes.
+func onPool(pool string) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.NodeSelector = map[string]string{"pool": pool}
+		d.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: poolTaint, Value: pool, Effect: corev1.TaintEffectNoSchedule}}
+	}
 }
 
 func podsOn(ctx context.Context, ns, node string) func(g gomega.Gomega) []string {
