@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
@@ -38,18 +39,9 @@ func (r *Rules) MutatePod(ctx context.Context, policies []fixityv1.ImmutabilityP
 	}
 	p := &policies[i]
 	rec := Record{Key: r.Store.Key.ID(), Objects: map[string]string{}}
-	var out []admit.Violation
-	for _, ref := range Used(&req.Pod.Spec) {
-		obj, found, err := r.Store.Get(ctx, req.Pod.Namespace, ref.Kind, ref.Name)
-		switch {
-		case err != nil:
-			v := admit.New(p, RuleMutable, "", "%s %q (%s) cannot be read to record its data for drift detection: %v",
-				ref.Kind, ref.Name, strings.Join(ref.Uses, ", "), err)
-			v.Transient = true
-			out = append(out, v)
-		case found:
-			rec.Objects[ref.Kind+"/"+ref.Name] = obj.Hash
-		}
+	objs, out := r.readUsed(ctx, p, req.Pod, "record its data for drift detection")
+	for _, o := range objs {
+		rec.Objects[o.Ref.String()] = o.Hash
 	}
 	if len(out) > 0 || len(rec.Objects) == 0 {
 		return out
@@ -76,19 +68,38 @@ func (r *Rules) CheckPod(ctx context.Context, p *fixityv1.ImmutabilityPolicy, re
 	if Mutability(p) != fixityv1.ConfigDeny || (!req.Template && req.Admission.Operation != admissionv1.Create) {
 		return nil
 	}
-	var out []admit.Violation
-	for _, ref := range Used(&req.Pod.Spec) {
-		obj, found, err := r.Store.Get(ctx, req.Pod.Namespace, ref.Kind, ref.Name)
-		switch {
-		case err != nil:
-			v := admit.New(p, RuleMutable, "", "%s %q (%s) cannot be read to tell whether it is immutable: %v",
-				ref.Kind, ref.Name, strings.Join(ref.Uses, ", "), err)
-			v.Transient = true
-			out = append(out, v)
-		case found && !obj.Immutable:
+	objs, out := r.readUsed(ctx, p, req.Pod, "tell whether it is immutable")
+	for _, o := range objs {
+		if !o.Immutable {
 			out = append(out, admit.New(p, RuleMutable, "", "%s %q (%s) is mutable, and spec.config.mutable is Deny: %s",
-				ref.Kind, ref.Name, strings.Join(ref.Uses, ", "), fixHint))
+				o.Kind, o.Name, strings.Join(o.Uses, ", "), fixHint))
 		}
 	}
 	return out
+}
+
+// used is a ConfigMap or Secret a pod uses, as read now.
+type used struct {
+	Ref
+	Object
+}
+
+// readUsed reads each ConfigMap and Secret pod uses that exists; one that cannot be read is a
+// Transient violation of p, saying what it was read for.
+func (r *Rules) readUsed(ctx context.Context, p *fixityv1.ImmutabilityPolicy, pod *corev1.Pod, purpose string) ([]used, []admit.Violation) {
+	var objs []used
+	var out []admit.Violation
+	for _, ref := range Used(&pod.Spec) {
+		obj, found, err := r.Store.Get(ctx, pod.Namespace, ref.Kind, ref.Name)
+		switch {
+		case err != nil:
+			v := admit.New(p, RuleMutable, "", "%s %q (%s) cannot be read to %s: %v",
+				ref.Kind, ref.Name, strings.Join(ref.Uses, ", "), purpose, err)
+			v.Transient = true
+			out = append(out, v)
+		case found:
+			objs = append(objs, used{Ref: ref, Object: obj})
+		}
+	}
+	return objs, out
 }
