@@ -75,8 +75,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.ConfigCache != nil {
 		// Only a change of data (the hash the cache's transform keeps) is drift; a create
-		// matters too (deleted and made again), and a delete is reported.
-		changed := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return podconfig.HashChanged(e.ObjectOld, e.ObjectNew) }}
+		// matters too (deleted and made again), and a delete is reported. The initial list's
+		// creates wake nothing: every pod is looked at on start anyway, and a cluster's
+		// thousands of ConfigMaps and Secrets would each list their pods.
+		changed := predicate.Funcs{
+			CreateFunc: func(e event.CreateEvent) bool { return !e.IsInInitialList },
+			UpdateFunc: func(e event.UpdateEvent) bool { return podconfig.HashChanged(e.ObjectOld, e.ObjectNew) },
+		}
 		config := handler.EnqueueRequestsFromMapFunc(r.podsOfConfig)
 		b = b.WatchesRawSource(source.Kind[client.Object](r.ConfigCache, &corev1.ConfigMap{}, config, changed)).
 			WatchesRawSource(source.Kind[client.Object](r.ConfigCache, &corev1.Secret{}, config, changed))
