@@ -41,7 +41,7 @@ func (r *Rules) MutatePod(ctx context.Context, policies []fixityv1.ImmutabilityP
 	rec := Record{Key: r.Store.Key.ID(), Objects: map[string]string{}}
 	objs, out := r.readUsed(ctx, p, req.Pod, "record its data for drift detection")
 	for _, o := range objs {
-		rec.Objects[o.Ref.String()] = o.Hash
+		rec.Objects[o.String()] = o.Hash
 	}
 	if len(out) > 0 || len(rec.Objects) == 0 {
 		return out
