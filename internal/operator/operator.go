@@ -145,10 +145,16 @@ func newConfigStore(mgr ctrl.Manager, namespace string) (*podconfig.Store, cache
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, obj := range []client.Object{&corev1.ConfigMap{}, &corev1.Secret{}} {
-		if _, err := cc.GetInformer(ctx, obj); err != nil {
-			return nil, nil, fmt.Errorf("watching %T: %w", obj, err)
-		}
+	if _, err := cc.GetInformer(ctx, &corev1.ConfigMap{}); err != nil {
+		return nil, nil, fmt.Errorf("watching ConfigMaps: %w", err)
+	}
+	secrets, err := cc.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("watching Secrets: %w", err)
+	}
+	// Every replica holds the key: any of them puts its Secret back if it is deleted.
+	if err := podconfig.KeepKey(secrets, c, namespace, key, mgr.GetLogger().WithName("config-key")); err != nil {
+		return nil, nil, fmt.Errorf("watching the config hash key: %w", err)
 	}
 	if err := mgr.Add(everyReplica{cc}); err != nil {
 		return nil, nil, fmt.Errorf("adding the ConfigMap and Secret cache: %w", err)

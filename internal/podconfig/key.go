@@ -66,20 +66,44 @@ func EnsureKey(ctx context.Context, c client.Client, namespace string) (*Key, er
 		if _, err := rand.Read(b); err != nil {
 			return nil, fmt.Errorf("generating the config hash key: %w", err)
 		}
-		s = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: nn.Namespace, Name: nn.Name},
-			Immutable:  ptr.To(true),
-			Data:       map[string][]byte{keyField: b},
-		}
-		switch err := c.Create(ctx, s); {
+		k := NewKey(b)
+		switch err := c.Create(ctx, k.secretIn(namespace)); {
 		case err == nil:
-			return NewKey(b), nil
+			return k, nil
 		case !apierrors.IsAlreadyExists(err):
 			return nil, fmt.Errorf("creating the config hash key %s: %w", nn, err)
 		}
 		// Another replica made it first: read theirs.
 	}
 	return nil, fmt.Errorf("the config hash key %s could not be read or created", nn)
+}
+
+// secretIn is the Secret that keeps k in namespace.
+func (k *Key) secretIn(namespace string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fixityv1.ConfigKeySecret},
+		Immutable:  ptr.To(true),
+		Data:       map[string][]byte{keyField: slices.Clone(k.secret)},
+	}
+}
+
+// RestoreKey creates Secret fixity-config-key of namespace again from k, the key this replica
+// holds, after someone deleted it: without it a replica that starts next would make a new key,
+// and every pod's record would stop being evidence of anything. It reports whether the Secret
+// now holds k; false (no error) when another key was made first, which the caller must say.
+func RestoreKey(ctx context.Context, c client.Client, namespace string, k *Key) (bool, error) {
+	err := c.Create(ctx, k.secretIn(namespace))
+	if err == nil {
+		return true, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return false, fmt.Errorf("restoring the config hash key %s/%s: %w", namespace, fixityv1.ConfigKeySecret, err)
+	}
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: fixityv1.ConfigKeySecret}, s); err != nil {
+		return false, fmt.Errorf("reading the config hash key %s/%s: %w", namespace, fixityv1.ConfigKeySecret, err)
+	}
+	return hmac.Equal(s.Data[keyField], k.secret), nil
 }
 
 // Sum is the keyed hash of a ConfigMap's or Secret's data (a ConfigMap's data and binaryData

@@ -302,3 +302,23 @@ func TestEnsureKey(t *testing.T) {
 		t.Error("a short key was accepted")
 	}
 }
+
+func TestRestoreKey(t *testing.T) {
+	ctx := context.Background()
+	ours := NewKey([]byte("this replica's key, of 32 bytes."))
+	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).Build()
+	if same, err := RestoreKey(ctx, c, "fixity-system", ours); !same || err != nil {
+		t.Fatalf("restoring a deleted key: same %t, err %v", same, err)
+	}
+	k, err := EnsureKey(ctx, c, "fixity-system")
+	if err != nil || k.ID() != ours.ID() {
+		t.Fatalf("a replica starting after the restore reads key %v (err %v), want ours %s", k, err, ours.ID())
+	}
+	if same, err := RestoreKey(ctx, c, "fixity-system", ours); !same || err != nil {
+		t.Errorf("another replica restored it first, with the same key: same %t, err %v", same, err)
+	}
+	other := NewKey([]byte("a key made while ours was gone.."))
+	if same, err := RestoreKey(ctx, c, "fixity-system", other); same || err != nil {
+		t.Errorf("a replica holding another key: same %t, err %v; want false, no error", same, err)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 )
 
 // config.mutable: Deny admits pods and workloads only with immutable ConfigMaps and Secrets,
@@ -91,4 +93,22 @@ func TestConfigMutableDeny(t *testing.T) {
 	d = deployment(ns, "web")
 	cmVolume("settings-v1", false)(&d.Spec.Template.Spec)
 	g.Expect(k8s.Create(ctx, d)).To(gomega.Succeed())
+}
+
+// The config hash key's Secret, deleted, is put back with the same key by the running operator,
+// so a replica starting later does not make a new key and every pod's record still counts.
+func TestDeletedConfigKeyIsRestored(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	key := client.ObjectKey{Namespace: fixityv1.OperatorNamespace, Name: fixityv1.ConfigKeySecret}
+	before := &corev1.Secret{}
+	g.Expect(k8s.Get(ctx, key, before)).To(gomega.Succeed())
+	g.Expect(k8s.Delete(ctx, before)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		after := &corev1.Secret{}
+		g.Expect(k8s.Get(ctx, key, after)).To(gomega.Succeed())
+		g.Expect(after.UID).NotTo(gomega.Equal(before.UID))
+		g.Expect(after.Data).To(gomega.Equal(before.Data), "the same key")
+		g.Expect(after.Immutable).To(gomega.Equal(ptr.To(true)))
+	}, eventually, poll).Should(gomega.Succeed())
 }
