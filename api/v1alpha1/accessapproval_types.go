@@ -17,10 +17,12 @@ type AccessApprovalSpec struct {
 // AccessApprovalStatus is the observed state of an AccessApproval.
 type AccessApprovalStatus struct {
 	// observedGeneration is the generation the status was computed for.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready is True while the approval counts for its grant.
+	// conditions: Ready is True while the approval counts for its grant; Stalled or Reconciling
+	// (kstatus) say whether anything but an edit can change that.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -54,6 +56,9 @@ type AccessApproval struct {
 	Spec AccessApprovalSpec `json:"spec"`
 
 	// status is the observed state.
+	// A new object reads status {observedGeneration: 0} until the operator writes it, so
+	// kstatus and Argo CD see it in progress rather than current, and counts print 0.
+	// +kubebuilder:default={}
 	// +optional
 	Status AccessApprovalStatus `json:"status,omitempty"`
 }

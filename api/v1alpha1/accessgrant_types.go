@@ -117,10 +117,12 @@ type GrantApproval struct {
 // AccessGrantStatus is the observed state of an AccessGrant.
 type AccessGrantStatus struct {
 	// observedGeneration is the generation the status was computed for.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready is True while the grant is Active.
+	// conditions: Ready is True while the grant is Active; Reconciling (kstatus) while it
+	// waits for approvals, Stalled when only an edit helps.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -180,6 +182,9 @@ type AccessGrant struct {
 	Spec AccessGrantSpec `json:"spec"`
 
 	// status is the observed state.
+	// A new object reads status {observedGeneration: 0} until the operator writes it, so
+	// kstatus and Argo CD see it in progress rather than current, and counts print 0.
+	// +kubebuilder:default={}
 	// +optional
 	Status AccessGrantStatus `json:"status,omitempty"`
 }

@@ -467,10 +467,12 @@ type DriftRules struct {
 // ImmutabilityPolicyStatus is the observed state of an ImmutabilityPolicy.
 type ImmutabilityPolicyStatus struct {
 	// observedGeneration is the generation the status was computed for.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, RemediationAllowed, ReplacementsProceeding and AccessReviewed.
+	// conditions: Ready, RemediationAllowed, ReplacementsProceeding and AccessReviewed; Stalled
+	// (only an edit helps) or Reconciling (retried, waiting) for kstatus.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -478,26 +480,31 @@ type ImmutabilityPolicyStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// matchedPods is the number of pods the policy currently matches.
+	// +kubebuilder:default=0
 	// +optional
 	MatchedPods int32 `json:"matchedPods"`
 
 	// driftedPods is the number of matched pods currently drifted.
+	// +kubebuilder:default=0
 	// +optional
 	DriftedPods int32 `json:"driftedPods"`
 
 	// replacedPods is the number of pods replaced since the policy was created.
+	// +kubebuilder:default=0
 	// +optional
 	ReplacedPods int64 `json:"replacedPods"`
 
 	// heldPods is the number of drifted pods kept running because replacing them now would
 	// hurt the workload: their replacement would be denied, or their owner has not recovered
 	// from the last replacement. Condition ReplacementsProceeding says which and why.
+	// +kubebuilder:default=0
 	// +optional
 	HeldPods int32 `json:"heldPods"`
 
 	// accessFindings is the number of users, groups and service accounts whose RBAC lets them
 	// reach pods past Fixity (condition AccessReviewed names them; each is an Event on the
 	// binding that names it).
+	// +kubebuilder:default=0
 	// +optional
 	AccessFindings int32 `json:"accessFindings"`
 }
@@ -522,6 +529,9 @@ type ImmutabilityPolicy struct {
 	Spec ImmutabilityPolicySpec `json:"spec"`
 
 	// status is the observed state.
+	// A new object reads status {observedGeneration: 0} until the operator writes it, so
+	// kstatus and Argo CD see it in progress rather than current, and counts print 0.
+	// +kubebuilder:default={}
 	// +optional
 	Status ImmutabilityPolicyStatus `json:"status,omitempty"`
 }

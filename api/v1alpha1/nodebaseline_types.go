@@ -145,6 +145,7 @@ type NodeDriftFinding struct {
 // NodeBaselineStatus is what the operator found and did.
 type NodeBaselineStatus struct {
 	// observedGeneration is the generation the status was computed for.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
@@ -203,6 +204,9 @@ type NodeBaseline struct {
 	Spec NodeBaselineSpec `json:"spec"`
 
 	// status is what the operator found and did.
+	// A new object reads status {observedGeneration: 0} until the operator writes it, so
+	// kstatus and Argo CD see it in progress rather than current, and counts print 0.
+	// +kubebuilder:default={}
 	// +optional
 	Status NodeBaselineStatus `json:"status,omitempty"`
 }

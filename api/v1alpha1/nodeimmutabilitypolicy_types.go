@@ -135,10 +135,12 @@ type NodeExpectation struct {
 // NodeImmutabilityPolicyStatus is the observed state of a NodeImmutabilityPolicy.
 type NodeImmutabilityPolicyStatus struct {
 	// observedGeneration is the generation the status was computed for.
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready and RemediationAllowed.
+	// conditions: Ready and RemediationAllowed; Stalled (only an edit helps) or Reconciling
+	// (retried, waiting) for kstatus.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
@@ -146,20 +148,24 @@ type NodeImmutabilityPolicyStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// matchedNodes is the number of nodes the policy matches.
+	// +kubebuilder:default=0
 	// +optional
 	MatchedNodes int32 `json:"matchedNodes"`
 
 	// driftedNodes is the number of matched nodes that differ from their baseline.
+	// +kubebuilder:default=0
 	// +optional
 	DriftedNodes int32 `json:"driftedNodes"`
 
 	// replacingNodes is the number of nodes Fixity has cordoned under this policy that are not
 	// gone yet: what maxUnavailable counts.
+	// +kubebuilder:default=0
 	// +optional
 	ReplacingNodes int32 `json:"replacingNodes"`
 
 	// replacedNodes is the number of drifted nodes handed to their provisioner (or drained
 	// where there is none) since the policy was created.
+	// +kubebuilder:default=0
 	// +optional
 	ReplacedNodes int64 `json:"replacedNodes"`
 }
@@ -184,6 +190,9 @@ type NodeImmutabilityPolicy struct {
 	Spec NodeImmutabilityPolicySpec `json:"spec"`
 
 	// status is the observed state.
+	// A new object reads status {observedGeneration: 0} until the operator writes it, so
+	// kstatus and Argo CD see it in progress rather than current, and counts print 0.
+	// +kubebuilder:default={}
 	// +optional
 	Status NodeImmutabilityPolicyStatus `json:"status,omitempty"`
 }

@@ -20,6 +20,12 @@ const (
 	AccessReviewedCondition = "AccessReviewed"
 	NoBypassReason          = "NoBypass"
 	BypassFoundReason       = "BypassFound"
+	// StalledCondition is True, with Ready's reason, when only an edit of the object can make it
+	// Ready; ReconcilingCondition is True while the operator retries or waits for something
+	// outside it. They are kstatus's abnormal-true conditions: with them kstatus (Flux, kubectl
+	// wait --for=jsonpath, cli-utils) reports Failed and InProgress, which Ready alone does not.
+	StalledCondition     = "Stalled"
+	ReconcilingCondition = "Reconciling"
 )
 
 // Condition reasons.

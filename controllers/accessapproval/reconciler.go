@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -14,6 +13,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/patch"
+	"github.com/fixity-dev/fixity/internal/reconcile"
 )
 
 // Reconciler reconciles an AccessApproval.
@@ -59,10 +59,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 func setReady(a *fixityv1.AccessApproval, reason, why string) {
 	cond := metav1.Condition{Type: fixityv1.ReadyCondition, Status: metav1.ConditionTrue, Reason: reason, ObservedGeneration: a.Generation,
 		Message: fmt.Sprintf("%s's approval counts for AccessGrant %s/%s", a.Status.Approver, a.Namespace, a.Spec.Grant)}
-	if reason != fixityv1.CountedReason {
+	progress := reconcile.Settled
+	switch reason {
+	case fixityv1.CountedReason:
+	case fixityv1.GrantNotFoundReason:
+		// Admission refuses an approval of a grant that does not exist: its grant was deleted
+		// since, and the approval is history: neither stalled nor reconciling.
 		cond.Status, cond.Message = metav1.ConditionFalse, "The approval does not count: "+why
+	default:
+		// A second approval by the same user, one of an earlier grant of that name, no
+		// approver: no wait helps.
+		cond.Status, cond.Message, progress = metav1.ConditionFalse, "The approval does not count: "+why, reconcile.Stalled
 	}
-	meta.SetStatusCondition(&a.Status.Conditions, cond)
+	reconcile.SetReady(&a.Status.Conditions, cond, progress)
 }
 
 // SetupWithManager registers the reconciler. A grant's change (created, deleted) can change

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
@@ -207,6 +206,7 @@ func (r *Reconciler) announceEnd(ctx context.Context, g *fixityv1.AccessGrant, h
 // setReady derives Ready from the phase and the phases' outcome, in one place.
 func setReady(g *fixityv1.AccessGrant, o reconcile.Outcome) {
 	cond := metav1.Condition{Type: fixityv1.ReadyCondition, ObservedGeneration: g.Generation}
+	progress := reconcile.ProgressOf(o)
 	switch {
 	case o.Kind == reconcile.Terminal:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.Reason, o.Message
@@ -216,14 +216,18 @@ func setReady(g *fixityv1.AccessGrant, o reconcile.Outcome) {
 		cond.Status, cond.Reason = metav1.ConditionTrue, string(fixityv1.GrantActive)
 		cond.Message = fmt.Sprintf("%s may use %v until %s", g.Status.Requester, g.Spec.Access, g.Status.ExpiresAt.UTC().Format(time.RFC3339))
 	case g.Status.Phase == fixityv1.GrantPending:
+		// Waiting for people: in progress, as a rollout waiting for pods is.
+		progress = reconcile.Progressing
 		cond.Status, cond.Reason = metav1.ConditionFalse, string(fixityv1.GrantPending)
 		cond.Message = fmt.Sprintf("Waiting for %d more approval(s) by users other than %s (AccessApproval with spec.grant %s); expires unapproved at %s",
 			g.Status.RequiredApprovals-int32(len(g.Status.Approvals)), g.Status.Requester, g.Name, g.Status.ExpiresAt.UTC().Format(time.RFC3339))
 	default:
 		cond.Status, cond.Reason = metav1.ConditionFalse, string(g.Status.Phase)
+		// Ended is as far as a grant goes: neither stalled nor reconciling (kstatus reads the
+		// False Ready alone as in progress, as it does for any kind).
 		cond.Message = "The grant has ended and lets nobody in"
 	}
-	meta.SetStatusCondition(&g.Status.Conditions, cond)
+	reconcile.SetReady(&g.Status.Conditions, cond, progress)
 }
 
 // SetupWithManager registers the reconciler. Status changes (new sessions) trigger it too.

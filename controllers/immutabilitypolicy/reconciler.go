@@ -266,7 +266,7 @@ func (r *Reconciler) reconcileAuthorities(ctx context.Context, p *fixityv1.Immut
 // setReady derives Ready from the reconcile's outcome, in one place: a terminal outcome's reason
 // (InvalidSpec), ReconcileError for one that is retried, Active otherwise.
 func setReady(p *fixityv1.ImmutabilityPolicy, o reconcile.Outcome) {
-	meta.SetStatusCondition(&p.Status.Conditions, reconcile.Ready(o, p.Generation, fmt.Sprintf("Policy is enforced in mode %s", p.Spec.Mode)))
+	reconcile.SetConditions(&p.Status.Conditions, o, p.Generation, fmt.Sprintf("Policy is enforced in mode %s", p.Spec.Mode))
 }
 
 // SetupWithManager registers the reconciler. Status-only changes do not trigger it; changes of

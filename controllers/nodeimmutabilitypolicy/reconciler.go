@@ -174,7 +174,7 @@ func setReady(p *fixityv1.NodeImmutabilityPolicy, o reconcile.Outcome) {
 	if mode == "" {
 		mode = fixityv1.ModeEnforce
 	}
-	meta.SetStatusCondition(&p.Status.Conditions, reconcile.Ready(o, p.Generation, fmt.Sprintf("Node policy is enforced in mode %s", mode)))
+	reconcile.SetConditions(&p.Status.Conditions, o, p.Generation, fmt.Sprintf("Node policy is enforced in mode %s", mode))
 }
 
 // SetupWithManager registers the reconciler: policies (spec changes), and every baseline or

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -136,4 +137,51 @@ func Ready(o Outcome, gen int64, active string) metav1.Condition {
 		}
 	}
 	return cond
+}
+
+// Progress is where an object stands for kstatus.
+type Progress int
+
+const (
+	// Settled means the object is as far as it goes: neither Stalled nor Reconciling (kstatus
+	// reads Current, or InProgress from a False Ready alone).
+	Settled Progress = iota
+	// Progressing means retried, or waiting for something outside the object: kstatus InProgress.
+	Progressing
+	// Stalled means only an edit of the object helps: kstatus Failed.
+	Stalled
+)
+
+// ProgressOf is the Progress of a status reconcile's deciding outcome.
+func ProgressOf(o Outcome) Progress {
+	switch {
+	case o.Kind == Terminal:
+		return Stalled
+	case o.Kind == Retry, o.Kind == Waiting && o.Reason != "":
+		return Progressing
+	}
+	return Settled
+}
+
+// SetReady sets ready on conds, with the kstatus conditions that go with progress: Stalled True
+// (ready's reason and message) or Reconciling True, or neither.
+func SetReady(conds *[]metav1.Condition, ready metav1.Condition, progress Progress) {
+	meta.SetStatusCondition(conds, ready)
+	for _, c := range []struct {
+		typ string
+		on  bool
+	}{{fixityv1.StalledCondition, progress == Stalled}, {fixityv1.ReconcilingCondition, progress == Progressing}} {
+		if !c.on {
+			meta.RemoveStatusCondition(conds, c.typ)
+			continue
+		}
+		meta.SetStatusCondition(conds, metav1.Condition{Type: c.typ, Status: metav1.ConditionTrue,
+			Reason: ready.Reason, Message: ready.Message, ObservedGeneration: ready.ObservedGeneration})
+	}
+}
+
+// SetConditions sets Ready (see Ready) and its kstatus conditions from a status reconcile's
+// deciding outcome.
+func SetConditions(conds *[]metav1.Condition, o Outcome, gen int64, active string) {
+	SetReady(conds, Ready(o, gen, active), ProgressOf(o))
 }

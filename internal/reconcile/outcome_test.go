@@ -5,6 +5,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestRunStopsAtTheFirstPhaseThatDoesNotGoOn(t *testing.T) {
@@ -56,5 +59,37 @@ func TestReady(t *testing.T) {
 	}
 	if c := Ready(Fail(errors.New("boom")), 3, "enforced"); c.Status != "False" || c.Reason != "ReconcileError" {
 		t.Fatalf("retried: %+v", c)
+	}
+}
+
+// The kstatus conditions follow the deciding outcome, and go when it is settled again.
+func TestSetConditions(t *testing.T) {
+	var conds []metav1.Condition
+	status := func(typ string) metav1.ConditionStatus {
+		if c := meta.FindStatusCondition(conds, typ); c != nil {
+			return c.Status
+		}
+		return "absent"
+	}
+	for _, tc := range []struct {
+		name                        string
+		o                           Outcome
+		ready, stalled, reconciling metav1.ConditionStatus
+	}{
+		{"invalid spec", Invalid("InvalidSpec", errors.New("bad")), metav1.ConditionFalse, metav1.ConditionTrue, "absent"},
+		{"retried", Fail(errors.New("api down")), metav1.ConditionFalse, "absent", metav1.ConditionTrue},
+		{"waiting on a Secret", Wait(time.Minute, "AuthoritiesUnusable", "missing"), metav1.ConditionFalse, "absent", metav1.ConditionTrue},
+		{"requeue only", Wait(time.Minute, "", ""), metav1.ConditionTrue, "absent", "absent"},
+		{"active", Next(), metav1.ConditionTrue, "absent", "absent"},
+	} {
+		SetConditions(&conds, tc.o, 3, "enforced")
+		if got := []metav1.ConditionStatus{status("Ready"), status("Stalled"), status("Reconciling")}; got[0] != tc.ready || got[1] != tc.stalled || got[2] != tc.reconciling {
+			t.Errorf("%s: Ready, Stalled, Reconciling = %v, want %v %v %v", tc.name, got, tc.ready, tc.stalled, tc.reconciling)
+		}
+		for _, c := range conds {
+			if c.ObservedGeneration != 3 {
+				t.Errorf("%s: %s observedGeneration %d", tc.name, c.Type, c.ObservedGeneration)
+			}
+		}
 	}
 }
