@@ -20,10 +20,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
+	"github.com/fixity-dev/fixity/test/builders"
 	"github.com/fixity-dev/fixity/test/cluster"
 	"github.com/fixity-dev/fixity/test/registry"
 )
@@ -174,6 +176,17 @@ func TestKernelChangedInPlaceIsDrainedAndReported(t *testing.T) {
 	for _, n := range nodes {
 		g.Eventually(baselineOf(ctx, n), eventually, poll).Should(gomega.And(phase(fixityv1.NodeClean),
 			gomega.HaveField("Spec.NodeInfo.KernelVersion", kernel), gomega.HaveField("Spec.ProviderID", "kwok://"+n)))
+	}
+	// A recorded baseline, and the node policy, read as done to kstatus and Argo CD.
+	script, err := builders.ArgoHealthCheck(root)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	for _, obj := range []client.Object{&fixityv1.NodeBaseline{ObjectMeta: metav1.ObjectMeta{Name: nodes[0]}}, p} {
+		u := &unstructured.Unstructured{}
+		gvk, err := apiutil.GVKForObject(obj, k8s.Scheme())
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		u.SetGroupVersionKind(gvk)
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), u)).To(gomega.Succeed())
+		g.Expect(builders.Judge(script, u)).To(gomega.Equal(builders.Current), "%s %s", gvk.Kind, obj.GetName())
 	}
 	ns := uniqueName("nodes")
 	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())

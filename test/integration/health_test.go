@@ -5,101 +5,31 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/onsi/gomega"
-	lua "github.com/yuin/gopher-lua"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/test/builders"
 )
 
-// health is what kstatus (Flux, cli-utils) and the README's Argo CD health check make of an
-// object as the API server serves it now.
-type health struct {
-	kstatus status.Status
-	argo    string
-}
-
-// argoHealthCheck is the Lua the README tells Argo CD users to install.
-func argoHealthCheck(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("../../README.md")
-	gomega.NewWithT(t).Expect(err).NotTo(gomega.HaveOccurred())
-	m := regexp.MustCompile("(?s)resource\\.customizations\\.health\\.fixity\\.dev_\\*: \\|\n(.*?)\n```").FindSubmatch(b)
-	gomega.NewWithT(t).Expect(m).NotTo(gomega.BeNil(), "the README's Argo CD health check")
-	var lines []string
-	for _, l := range strings.Split(string(m[1]), "\n") {
-		lines = append(lines, strings.TrimPrefix(l, "    "))
-	}
-	return strings.Join(lines, "\n")
-}
-
 // healthOf reads obj (kind and name set) and judges it as kstatus and Argo CD do.
-func healthOf(ctx context.Context, script string, obj *unstructured.Unstructured) func(g gomega.Gomega) health {
-	return func(g gomega.Gomega) health {
+func healthOf(ctx context.Context, script string, obj *unstructured.Unstructured) func(g gomega.Gomega) builders.Health {
+	return func(g gomega.Gomega) builders.Health {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(obj.GroupVersionKind())
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), u)).To(gomega.Succeed())
-		res, err := status.Compute(u)
+		h, err := builders.Judge(script, u)
 		g.Expect(err).NotTo(gomega.HaveOccurred())
-		return health{kstatus: res.Status, argo: runArgoHealth(g, script, u.Object)}
+		return h
 	}
 }
-
-// runArgoHealth runs an Argo CD health script on obj, with obj converted to Lua values as Argo
-// CD's Lua VM does (objects and arrays as tables, numbers as numbers), and returns hs.status.
-func runArgoHealth(g gomega.Gomega, script string, obj map[string]any) string {
-	l := lua.NewState()
-	defer l.Close()
-	l.SetGlobal("obj", toLua(l, obj))
-	g.Expect(l.DoString("local function check()\n" + script + "\nend\nhs = check()")).To(gomega.Succeed())
-	hs, ok := l.GetGlobal("hs").(*lua.LTable)
-	g.Expect(ok).To(gomega.BeTrue(), "the health check returns a table")
-	return lua.LVAsString(hs.RawGetString("status"))
-}
-
-func toLua(l *lua.LState, v any) lua.LValue {
-	switch v := v.(type) {
-	case map[string]any:
-		t := l.NewTable()
-		for k, e := range v {
-			t.RawSetString(k, toLua(l, e))
-		}
-		return t
-	case []any:
-		t := l.NewTable()
-		for _, e := range v {
-			t.Append(toLua(l, e))
-		}
-		return t
-	case string:
-		return lua.LString(v)
-	case bool:
-		return lua.LBool(v)
-	case int64:
-		return lua.LNumber(v)
-	case float64:
-		return lua.LNumber(v)
-	case nil:
-		return lua.LNil
-	}
-	panic(fmt.Sprintf("no Lua value for %T", v))
-}
-
-var (
-	current    = health{status.CurrentStatus, "Healthy"}
-	inProgress = health{status.InProgressStatus, "Progressing"}
-	failed     = health{status.FailedStatus, "Degraded"}
-)
 
 // Every kind's status reads as kstatus and Argo CD expect: Current and Healthy when the operator
 // is done with it, InProgress and Progressing while it waits (a generation not yet observed, a
@@ -108,30 +38,28 @@ var (
 func TestKindsHealthForKstatusAndArgoCD(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()
-	script := argoHealthCheck(t)
+	script, err := builders.ArgoHealthCheck("../..")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
 
 	// A new object reads observedGeneration 0 until the operator has looked at it.
 	fresh := fromYAML(t, policyYAML(uniqueName("fresh"), isolated))
 	g.Expect(k8s.Create(ctx, fresh, client.DryRunAll)).To(gomega.Succeed())
-	res, err := status.Compute(fresh)
-	g.Expect(err).NotTo(gomega.HaveOccurred())
-	g.Expect(res.Status).To(gomega.Equal(status.InProgressStatus), "a policy the operator has not looked at: %v", fresh.Object["status"])
-	g.Expect(runArgoHealth(g, script, fresh.Object)).To(gomega.Equal("Progressing"))
+	g.Expect(builders.Judge(script, fresh)).To(gomega.Equal(builders.InProgress), "a policy the operator has not looked at: %v", fresh.Object["status"])
 
 	ns, ready := imagePolicy(t, ctx, "runtime:\n  approvals: 1\n")
 	policy := &unstructured.Unstructured{}
 	policy.SetGroupVersionKind(fixityv1.GroupVersion.WithKind("ImmutabilityPolicy"))
 	policy.SetName(ready)
-	g.Eventually(healthOf(ctx, script, policy), eventually, poll).Should(gomega.Equal(current))
+	g.Eventually(healthOf(ctx, script, policy), eventually, poll).Should(gomega.Equal(builders.Current))
 	g.Expect(printed(t, ctx, "immutabilitypolicies", "", ready)).To(gomega.And(
 		gomega.HaveKeyWithValue("Matched", float64(0)), gomega.HaveKeyWithValue("Drifted", float64(0)), gomega.HaveKeyWithValue("Ready", "True")))
 
 	invalid := createPolicy(t, ctx, policyYAML(uniqueName("badregexp"), isolated+verifyWith("", strings.Replace(strings.Replace(keyless, "subject: ", "subjectRegExp: ", 1),
 		"https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main", "'^https://github.com/acme/(unclosed'", 1))))
-	g.Eventually(healthOf(ctx, script, invalid), eventually, poll).Should(gomega.Equal(failed))
+	g.Eventually(healthOf(ctx, script, invalid), eventually, poll).Should(gomega.Equal(builders.Failed))
 
 	nodes := createPolicy(t, ctx, nodePolicyYAML(uniqueName("nipol"), "{}"))
-	g.Eventually(healthOf(ctx, script, nodes), eventually, poll).Should(gomega.Equal(current))
+	g.Eventually(healthOf(ctx, script, nodes), eventually, poll).Should(gomega.Equal(builders.Current))
 	g.Expect(printed(t, ctx, "nodeimmutabilitypolicies", "", nodes.GetName())).To(gomega.And(
 		gomega.HaveKeyWithValue("Matched", float64(0)), gomega.HaveKeyWithValue("Drifted", float64(0))))
 
@@ -157,14 +85,14 @@ func TestKindsHealthForKstatusAndArgoCD(t *testing.T) {
 	grantDoc := grantYAML(ns, "inc-1", "pods: [web-0]\naccess: [Exec]\nduration: 10m\nreason: \"INC-1: checkout returns 500\"")
 	grant := fromYAML(t, grantDoc)
 	g.Expect(dana.Create(ctx, grant)).To(gomega.Succeed())
-	g.Eventually(healthOf(ctx, script, grant), eventually, poll).Should(gomega.Equal(inProgress))
+	g.Eventually(healthOf(ctx, script, grant), eventually, poll).Should(gomega.Equal(builders.InProgress))
 	approval := fromYAML(t, fmt.Sprintf("apiVersion: fixity.dev/v1alpha1\nkind: AccessApproval\nmetadata: {name: inc-1-bob, namespace: %s}\nspec: {grant: inc-1}\n", ns))
 	g.Expect(bob.Create(ctx, approval)).To(gomega.Succeed())
-	g.Eventually(healthOf(ctx, script, grant), eventually, poll).Should(gomega.Equal(current))
-	g.Eventually(healthOf(ctx, script, approval), eventually, poll).Should(gomega.Equal(current))
+	g.Eventually(healthOf(ctx, script, grant), eventually, poll).Should(gomega.Equal(builders.Current))
+	g.Eventually(healthOf(ctx, script, approval), eventually, poll).Should(gomega.Equal(builders.Current))
 	g.Expect(dana.Delete(ctx, grant)).To(gomega.Succeed())
 	g.Eventually(func() error { return dana.Create(ctx, fromYAML(t, grantDoc)) }, eventually, poll).Should(gomega.Succeed(), "made again once the first is gone")
-	g.Eventually(healthOf(ctx, script, approval), eventually, poll).Should(gomega.Equal(inProgress))
+	g.Eventually(healthOf(ctx, script, approval), eventually, poll).Should(gomega.Equal(builders.InProgress))
 	g.Expect(printed(t, ctx, "accessapprovals", ns, approval.GetName())).To(gomega.HaveKeyWithValue("Ready", "False"))
 }
 
