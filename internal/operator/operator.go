@@ -148,13 +148,13 @@ func newConfigStore(mgr ctrl.Manager, namespace string) (*podconfig.Store, cache
 	if _, err := cc.GetInformer(ctx, &corev1.ConfigMap{}); err != nil {
 		return nil, nil, fmt.Errorf("watching ConfigMaps: %w", err)
 	}
-	secrets, err := cc.GetInformer(ctx, &corev1.Secret{})
-	if err != nil {
+	if _, err := cc.GetInformer(ctx, &corev1.Secret{}); err != nil {
 		return nil, nil, fmt.Errorf("watching Secrets: %w", err)
 	}
-	// Every replica holds the key: any of them puts its Secret back if it is deleted.
-	if err := podconfig.KeepKey(secrets, c, namespace, key, mgr.GetLogger().WithName("config-key")); err != nil {
-		return nil, nil, fmt.Errorf("watching the config hash key: %w", err)
+	// Every replica holds the key: any of them puts its Secret back if it is gone.
+	keeper := &podconfig.KeyKeeper{Client: c, Namespace: namespace, Key: key, Cache: cc, Log: mgr.GetLogger().WithName("config-key")}
+	if err := mgr.Add(keeper); err != nil {
+		return nil, nil, fmt.Errorf("adding the config hash key's keeper: %w", err)
 	}
 	if err := mgr.Add(everyReplica{cc}); err != nil {
 		return nil, nil, fmt.Errorf("adding the ConfigMap and Secret cache: %w", err)

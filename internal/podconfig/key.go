@@ -56,7 +56,7 @@ func EnsureKey(ctx context.Context, c client.Client, namespace string) (*Key, er
 		case err == nil:
 			b := s.Data[keyField]
 			if len(b) < keySize {
-				return nil, fmt.Errorf("secret %s: data.%s must hold at least %d bytes, has %d (delete the Secret to have a new key made)", nn, keyField, keySize, len(b))
+				return nil, fmt.Errorf("secret %s: data.%s must hold at least %d bytes, has %d (to have a new key made, stop every replica of the manager, then delete the Secret: a running replica puts its key back)", nn, keyField, keySize, len(b))
 			}
 			return NewKey(b), nil
 		case !apierrors.IsNotFound(err):
@@ -87,23 +87,22 @@ func (k *Key) secretIn(namespace string) *corev1.Secret {
 	}
 }
 
-// RestoreKey creates Secret fixity-config-key of namespace again from k, the key this replica
-// holds, after someone deleted it: without it a replica that starts next would make a new key,
-// and every pod's record would stop being evidence of anything. It reports whether the Secret
-// now holds k; false (no error) when another key was made first, which the caller must say.
-func RestoreKey(ctx context.Context, c client.Client, namespace string, k *Key) (bool, error) {
-	err := c.Create(ctx, k.secretIn(namespace))
+// RestoreKey creates Secret fixity-config-key of namespace from k, the key this replica holds,
+// unless it exists. It reports whether it created it, and whether the Secret now holds k; false
+// (no error) when another key was made first, which the caller must say.
+func RestoreKey(ctx context.Context, c client.Client, namespace string, k *Key) (created, same bool, err error) {
+	err = c.Create(ctx, k.secretIn(namespace))
 	if err == nil {
-		return true, nil
+		return true, true, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
-		return false, fmt.Errorf("restoring the config hash key %s/%s: %w", namespace, fixityv1.ConfigKeySecret, err)
+		return false, false, fmt.Errorf("restoring the config hash key %s/%s: %w", namespace, fixityv1.ConfigKeySecret, err)
 	}
 	s := &corev1.Secret{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: fixityv1.ConfigKeySecret}, s); err != nil {
-		return false, fmt.Errorf("reading the config hash key %s/%s: %w", namespace, fixityv1.ConfigKeySecret, err)
+		return false, false, fmt.Errorf("reading the config hash key %s/%s: %w", namespace, fixityv1.ConfigKeySecret, err)
 	}
-	return hmac.Equal(s.Data[keyField], k.secret), nil
+	return false, hmac.Equal(s.Data[keyField], k.secret), nil
 }
 
 // Sum is the keyed hash of a ConfigMap's or Secret's data (a ConfigMap's data and binaryData

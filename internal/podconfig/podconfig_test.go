@@ -307,18 +307,18 @@ func TestRestoreKey(t *testing.T) {
 	ctx := context.Background()
 	ours := NewKey([]byte("this replica's key, of 32 bytes."))
 	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).Build()
-	if same, err := RestoreKey(ctx, c, "fixity-system", ours); !same || err != nil {
-		t.Fatalf("restoring a deleted key: same %t, err %v", same, err)
+	if created, same, err := RestoreKey(ctx, c, "fixity-system", ours); !created || !same || err != nil {
+		t.Fatalf("restoring a deleted key: created %t, same %t, err %v", created, same, err)
 	}
 	k, err := EnsureKey(ctx, c, "fixity-system")
 	if err != nil || k.ID() != ours.ID() {
 		t.Fatalf("a replica starting after the restore reads key %v (err %v), want ours %s", k, err, ours.ID())
 	}
-	if same, err := RestoreKey(ctx, c, "fixity-system", ours); !same || err != nil {
-		t.Errorf("another replica restored it first, with the same key: same %t, err %v", same, err)
+	if created, same, err := RestoreKey(ctx, c, "fixity-system", ours); created || !same || err != nil {
+		t.Errorf("another replica restored it first, with the same key: created %t, same %t, err %v", created, same, err)
 	}
 	other := NewKey([]byte("a key made while ours was gone.."))
-	if same, err := RestoreKey(ctx, c, "fixity-system", other); same || err != nil {
-		t.Errorf("a replica holding another key: same %t, err %v; want false, no error", same, err)
+	if created, same, err := RestoreKey(ctx, c, "fixity-system", other); created || same || err != nil {
+		t.Errorf("a replica holding another key: created %t, same %t, err %v; want false, false, no error", created, same, err)
 	}
 }
