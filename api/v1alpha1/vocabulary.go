@@ -22,8 +22,8 @@ const (
 	BypassFoundReason       = "BypassFound"
 	// StalledCondition is True, with Ready's reason, when only an edit of the object can make it
 	// Ready; ReconcilingCondition is True while the operator retries or waits for something
-	// outside it. They are kstatus's abnormal-true conditions: with them kstatus (Flux, kubectl
-	// wait --for=jsonpath, cli-utils) reports Failed and InProgress, which Ready alone does not.
+	// outside it. They are kstatus's abnormal-true conditions: kstatus (Flux, cli-utils) reads
+	// Failed only from Stalled, and InProgress from Reconciling or a False Ready.
 	StalledCondition     = "Stalled"
 	ReconcilingCondition = "Reconciling"
 )

@@ -67,8 +67,7 @@ func setReady(a *fixityv1.AccessApproval, reason, why string) {
 		// since, and the approval is history: neither stalled nor reconciling.
 		cond.Status, cond.Message = metav1.ConditionFalse, "The approval does not count: "+why
 	default:
-		// A second approval by the same user, one of an earlier grant of that name, no
-		// approver: no wait helps.
+		// A second approval by the same user, one being deleted, no approver: no wait helps.
 		cond.Status, cond.Message, progress = metav1.ConditionFalse, "The approval does not count: "+why, reconcile.Stalled
 	}
 	reconcile.SetReady(&a.Status.Conditions, cond, progress)

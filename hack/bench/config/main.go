@@ -133,7 +133,7 @@ func run(configMaps, secrets, cmBytes, secretBytes, namespaces int, memLimit str
 	fmt.Printf("%-48s %.1f MiB (peak %.1f MiB)\n", "manager RSS when ready, with the objects", benchutil.MiB(full.rss), benchutil.MiB(full.hwm))
 	fmt.Printf("%-48s %.1f MiB (peak %.1f MiB)\n", "manager RSS after the config change", benchutil.MiB(after.rss), benchutil.MiB(after.hwm))
 	fmt.Printf("%-48s %s\n", "start until ready (config cache synced)", readyAfter.Round(time.Millisecond))
-	fmt.Printf("%-48s %s\n", "ConfigMap edit to the pod's eviction", change.Round(time.Millisecond))
+	fmt.Printf("%-48s %s\n", "ConfigMap edit to the bare pod's deletion", change.Round(time.Millisecond))
 	fmt.Printf("%-48s %.1f MiB\n", "peak added by the objects", benchutil.MiB(full.hwm-empty.hwm))
 	return nil
 }
@@ -194,8 +194,8 @@ func random(n int) string {
 	return base64.StdEncoding.EncodeToString(b)[:n]
 }
 
-// timeToReplacement puts a pod that mounts one of the ConfigMaps under a policy, edits the
-// ConfigMap, and times how long until the pod is being deleted.
+// timeToReplacement puts a bare pod that mounts one of the ConfigMaps under a policy, edits the
+// ConfigMap, and times how long until the pod is being deleted (to be recreated).
 func timeToReplacement(ctx context.Context, k8s client.WithWatch, ns, image string) (time.Duration, error) {
 	policy := &fixityv1.ImmutabilityPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "config-bench"},
