@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 )
 
 func TestRunStopsAtTheFirstPhaseThatDoesNotGoOn(t *testing.T) {
@@ -83,7 +85,7 @@ func TestSetConditions(t *testing.T) {
 		{"active", Next(), metav1.ConditionTrue, "absent", "absent"},
 	} {
 		SetConditions(&conds, tc.o, 3, "enforced")
-		if got := []metav1.ConditionStatus{status("Ready"), status("Stalled"), status("Reconciling")}; got[0] != tc.ready || got[1] != tc.stalled || got[2] != tc.reconciling {
+		if got := []metav1.ConditionStatus{status(fixityv1.ReadyCondition), status(fixityv1.StalledCondition), status(fixityv1.ReconcilingCondition)}; got[0] != tc.ready || got[1] != tc.stalled || got[2] != tc.reconciling {
 			t.Errorf("%s: Ready, Stalled, Reconciling = %v, want %v %v %v", tc.name, got, tc.ready, tc.stalled, tc.reconciling)
 		}
 		for _, c := range conds {

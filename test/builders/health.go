@@ -1,6 +1,7 @@
 package builders
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	lua "github.com/yuin/gopher-lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
 
 // Health is what kstatus (Flux, cli-utils) and the README's Argo CD health check make of an
@@ -53,6 +56,21 @@ func Judge(script string, u *unstructured.Unstructured) (Health, error) {
 	}
 	argo, err := RunArgoHealth(script, u.Object)
 	return Health{Kstatus: res.Status, Argo: argo}, err
+}
+
+// JudgeLive reads obj (typed or unstructured; its kind, namespace and name) from c as the API
+// server serves it, and judges it as Judge does.
+func JudgeLive(ctx context.Context, c client.Client, script string, obj client.Object) (Health, error) {
+	gvk, err := apiutil.GVKForObject(obj, c.Scheme())
+	if err != nil {
+		return Health{}, err
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), u); err != nil {
+		return Health{}, err
+	}
+	return Judge(script, u)
 }
 
 // RunArgoHealth runs an Argo CD health script on obj, converted to Lua values as Argo CD's Lua

@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/metrics"
@@ -181,12 +180,7 @@ func TestKernelChangedInPlaceIsDrainedAndReported(t *testing.T) {
 	script, err := builders.ArgoHealthCheck(root)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	for _, obj := range []client.Object{&fixityv1.NodeBaseline{ObjectMeta: metav1.ObjectMeta{Name: nodes[0]}}, p} {
-		u := &unstructured.Unstructured{}
-		gvk, err := apiutil.GVKForObject(obj, k8s.Scheme())
-		g.Expect(err).NotTo(gomega.HaveOccurred())
-		u.SetGroupVersionKind(gvk)
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), u)).To(gomega.Succeed())
-		g.Expect(builders.Judge(script, u)).To(gomega.Equal(builders.Current), "%s %s", gvk.Kind, obj.GetName())
+		g.Expect(builders.JudgeLive(ctx, k8s, script, obj)).To(gomega.Equal(builders.Current), "%T %s", obj, obj.GetName())
 	}
 	ns := uniqueName("nodes")
 	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
@@ -596,14 +590,8 @@ func TestEachNodeCheckTriggersTheAction(t *testing.T) {
 	}
 	setNodeInfo(t, ctx, nodes[0], func(i *corev1.NodeSystemInfo) { i.MachineID = "another-machine" })
 	setNodeInfo(t, ctx, nodes[1], func(i *corev1.NodeSystemInfo) { i.BootID = "boot-2" })
-	edit := func(name string, f func(*corev1.Node)) {
-		node := nodeNamed(ctx, name)(g)
-		before := node.DeepCopy()
-		f(node)
-		g.Expect(k8s.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))).To(gomega.Succeed())
-	}
-	edit(nodes[2], func(n *corev1.Node) { n.Labels["team"] = "ads" })
-	edit(nodes[3], func(n *corev1.Node) { n.Spec.Taints = nil })
+	editNode(t, ctx, nodes[2], func(n *corev1.Node) { n.Labels["team"] = "ads" })
+	editNode(t, ctx, nodes[3], func(n *corev1.Node) { n.Spec.Taints = nil })
 	for i, want := range []fixityv1.NodeCheck{fixityv1.CheckIdentity, fixityv1.CheckReboot, fixityv1.CheckLabels, fixityv1.CheckTaints} {
 		g.Eventually(nodeNamed(ctx, nodes[i]), eventually, poll).Should(cordoned, "%s", want)
 		g.Eventually(baselineOf(ctx, nodes[i]), eventually, poll).Should(gomega.And(phase(fixityv1.NodeCordoned),

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -70,17 +72,66 @@ func readyPods(ctx context.Context, ns, app string) func(g gomega.Gomega) []core
 		g.Expect(k8s.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": app})).To(gomega.Succeed())
 		var ready []corev1.Pod
 		for _, p := range pods.Items {
-			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-				continue
-			}
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-					ready = append(ready, p)
-				}
+			if podReady(&p) {
+				ready = append(ready, p)
 			}
 		}
 		return ready
 	}
+}
+
+// podReady reports whether p runs, is Ready and is not being deleted.
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// fewestReady samples the Ready pods of app in ns every poll, from now until the returned func is
+// called, which returns the fewest seen (a list that fails is no sample).
+func fewestReady(ctx context.Context, ns, app string) func() int {
+	ctx, cancel := context.WithCancel(ctx)
+	fewest := math.MaxInt
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = wait.PollUntilContextCancel(ctx, poll, true, func(ctx context.Context) (bool, error) {
+			var pods corev1.PodList
+			if err := k8s.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil {
+				return false, nil
+			}
+			n := 0
+			for i := range pods.Items {
+				if podReady(&pods.Items[i]) {
+					n++
+				}
+			}
+			fewest = min(fewest, n)
+			return false, nil
+		})
+	}()
+	return func() int {
+		cancel()
+		<-done
+		return fewest
+	}
+}
+
+// editNode changes node name with f, failing on a conflicting write rather than overwriting it.
+func editNode(t *testing.T, ctx context.Context, name string, f func(*corev1.Node)) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	node := &corev1.Node{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, node)).To(gomega.Succeed())
+	before := node.DeepCopy()
+	f(node)
+	g.Expect(k8s.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))).To(gomega.Succeed())
 }
 
 func deployment(ns, name string, replicas int32) *appsv1.Deployment {

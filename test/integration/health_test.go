@@ -19,13 +19,10 @@ import (
 	"github.com/fixity-dev/fixity/test/builders"
 )
 
-// healthOf reads obj (kind and name set) and judges it as kstatus and Argo CD do.
-func healthOf(ctx context.Context, script string, obj *unstructured.Unstructured) func(g gomega.Gomega) builders.Health {
+// healthOf judges obj as the API server serves it now, as kstatus and Argo CD do.
+func healthOf(ctx context.Context, script string, obj client.Object) func(g gomega.Gomega) builders.Health {
 	return func(g gomega.Gomega) builders.Health {
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(obj.GroupVersionKind())
-		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), u)).To(gomega.Succeed())
-		h, err := builders.Judge(script, u)
+		h, err := builders.JudgeLive(ctx, k8s, script, obj)
 		g.Expect(err).NotTo(gomega.HaveOccurred())
 		return h
 	}
@@ -45,6 +42,8 @@ func TestKindsHealthForKstatusAndArgoCD(t *testing.T) {
 	fresh := fromYAML(t, policyYAML(uniqueName("fresh"), isolated))
 	g.Expect(k8s.Create(ctx, fresh, client.DryRunAll)).To(gomega.Succeed())
 	g.Expect(builders.Judge(script, fresh)).To(gomega.Equal(builders.InProgress), "a policy the operator has not looked at: %v", fresh.Object["status"])
+	g.Expect(fresh.Object["status"]).To(gomega.And(gomega.HaveKeyWithValue("matchedPods", int64(0)), gomega.HaveKeyWithValue("driftedPods", int64(0))),
+		"kubectl get prints 0 before the operator has counted")
 
 	ns, ready := imagePolicy(t, ctx, "runtime:\n  approvals: 1\n")
 	policy := &unstructured.Unstructured{}
