@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -37,6 +36,7 @@ import (
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/controllers"
+	"github.com/fixity-dev/fixity/hack/bench/benchutil"
 	"github.com/fixity-dev/fixity/internal/identity"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/test/cluster"
@@ -114,10 +114,7 @@ func run(n, cold int) error {
 	if err != nil {
 		return err
 	}
-	c, err := cluster.StartControlPlane(cluster.Options{
-		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
-		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
-	})
+	c, err := cluster.StartControlPlane(benchutil.ClusterOptions(root, 0))
 	if err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}

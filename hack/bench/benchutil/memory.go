@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/fixity-dev/fixity/test/cluster"
 )
 
 // Memory reads the resident set size and its peak of a process, in bytes.
@@ -40,4 +42,42 @@ func BuildManager(root, dir string) (string, error) {
 		return "", fmt.Errorf("building the manager: %w", err)
 	}
 	return bin, nil
+}
+
+// Workspace is what every benchmark that runs the manager starts from: the checkout's root, a
+// scratch directory, and the manager built into it.
+type Workspace struct {
+	Root, Dir, Manager string
+}
+
+// NewWorkspace finds the checkout, makes a scratch directory named for the benchmark and builds
+// the manager into it; Close removes the directory.
+func NewWorkspace(name string) (*Workspace, error) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "fixity-bench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	bin, err := BuildManager(root, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return &Workspace{Root: root, Dir: dir, Manager: bin}, nil
+}
+
+// Close removes the scratch directory.
+func (w *Workspace) Close() { _ = os.RemoveAll(w.Dir) }
+
+// ClusterOptions are the local cluster's options with Fixity's CRDs and webhook configurations
+// from the checkout at root, and nodes fake nodes.
+func ClusterOptions(root string, nodes int) cluster.Options {
+	return cluster.Options{
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
+		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+		Nodes:             nodes,
+	}
 }

@@ -46,24 +46,12 @@ func run(configMaps, secrets, cmBytes, secretBytes, namespaces int, memLimit str
 		return errors.New("need at least one namespace")
 	}
 	ctx := context.Background()
-	root, err := cluster.RepoRoot()
+	ws, err := benchutil.NewWorkspace("config")
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "fixity-bench-config-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	bin, err := benchutil.BuildManager(root, work)
-	if err != nil {
-		return err
-	}
-	c, err := cluster.Start(cluster.Options{
-		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
-		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
-		Nodes:             1,
-	})
+	defer ws.Close()
+	c, err := cluster.Start(benchutil.ClusterOptions(ws.Root, 1))
 	if err != nil {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
@@ -84,7 +72,7 @@ func run(configMaps, secrets, cmBytes, secretBytes, namespaces int, memLimit str
 	if err := c.CreateNamespace(ctx, fixityv1.OperatorNamespace); err != nil {
 		return err
 	}
-	mgr := cluster.NewManager(c, bin, filepath.Join(work, "manager.log"))
+	mgr := cluster.NewManager(c, ws.Manager, filepath.Join(ws.Dir, "manager.log"))
 	if memLimit != "" {
 		mgr.Env = []string{"GOMEMLIMIT=" + memLimit}
 	}

@@ -44,26 +44,14 @@ func run(nodes, pods, deployments, samples int, memLimit string) error {
 		return fmt.Errorf("need pods >= deployments >= samples")
 	}
 	ctx := context.Background()
-	root, err := cluster.RepoRoot()
+	ws, err := benchutil.NewWorkspace("drift")
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "fixity-bench-drift-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	bin, err := benchutil.BuildManager(root, work)
-	if err != nil {
-		return err
-	}
+	defer ws.Close()
 
 	start := time.Now()
-	c, err := cluster.Start(cluster.Options{
-		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
-		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
-		Nodes:             nodes,
-	})
+	c, err := cluster.Start(benchutil.ClusterOptions(ws.Root, nodes))
 	if err != nil {
 		return fmt.Errorf("starting the cluster: %w", err)
 	}
@@ -88,7 +76,7 @@ func run(nodes, pods, deployments, samples int, memLimit string) error {
 	if err := c.CreateNamespace(ctx, fixityv1.OperatorNamespace); err != nil {
 		return err
 	}
-	mgr := cluster.NewManager(c, bin, filepath.Join(work, "manager.log"))
+	mgr := cluster.NewManager(c, ws.Manager, filepath.Join(ws.Dir, "manager.log"))
 	if memLimit != "" {
 		mgr.Env = []string{"GOMEMLIMIT=" + memLimit}
 	}

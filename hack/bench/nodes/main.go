@@ -39,25 +39,14 @@ func main() {
 
 func run(nodes, pods, drifting int) error {
 	ctx := context.Background()
-	root, err := cluster.RepoRoot()
+	ws, err := benchutil.NewWorkspace("nodes")
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "fixity-bench-nodes-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	bin, err := benchutil.BuildManager(root, work)
-	if err != nil {
-		return err
-	}
+	defer ws.Close()
 	// The control plane alone: nodes are objects whose status this program plays the kubelet
 	// for, so nothing else (no node lifecycle controller) changes them while they are timed.
-	c, err := cluster.StartControlPlane(cluster.Options{
-		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")},
-		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
-	})
+	c, err := cluster.StartControlPlane(benchutil.ClusterOptions(ws.Root, 0))
 	if err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
@@ -71,7 +60,7 @@ func run(nodes, pods, drifting int) error {
 	if err := c.CreateNamespace(ctx, fixityv1.OperatorNamespace); err != nil {
 		return err
 	}
-	mgr := cluster.NewManager(c, bin, filepath.Join(work, "manager.log"))
+	mgr := cluster.NewManager(c, ws.Manager, filepath.Join(ws.Dir, "manager.log"))
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
