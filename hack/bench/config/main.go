@@ -14,7 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -231,33 +230,10 @@ func timeToReplacement(ctx context.Context, k8s client.WithWatch, ns, image stri
 	if err != nil {
 		return 0, fmt.Errorf("waiting for the policy to match the pod: %w", err)
 	}
-	w, err := k8s.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns),
-		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", pod.Name)})
-	if err != nil {
-		return 0, err
-	}
-	defer w.Stop()
 	cm := &corev1.ConfigMap{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "obj-0"}, cm); err != nil {
 		return 0, err
 	}
 	cm.Data["config.yaml"] = random(len(cm.Data["config.yaml"]))
-	t0 := time.Now()
-	if err := k8s.Update(ctx, cm); err != nil {
-		return 0, err
-	}
-	timeout := time.After(time.Minute)
-	for {
-		select {
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return 0, errors.New("watch closed")
-			}
-			if p, ok := ev.Object.(*corev1.Pod); ok && (p.DeletionTimestamp != nil || ev.Type == "DELETED") {
-				return time.Since(t0), nil
-			}
-		case <-timeout:
-			return 0, fmt.Errorf("pod %s/%s was not replaced within a minute of its ConfigMap's edit", ns, pod.Name)
-		}
-	}
+	return benchutil.TimeToDeletion(ctx, k8s, pod, func() error { return k8s.Update(ctx, cm) })
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -207,31 +205,8 @@ func readyPods(ctx context.Context, k8s client.Reader, ns string) ([]corev1.Pod,
 
 // timeToEviction makes pod report another digest and times how long until it is being deleted.
 func timeToEviction(ctx context.Context, k8s client.WithWatch, pod *corev1.Pod, digest string) (time.Duration, error) {
-	w, err := k8s.Watch(ctx, &corev1.PodList{}, client.InNamespace(pod.Namespace),
-		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", pod.Name)})
-	if err != nil {
-		return 0, err
-	}
-	defer w.Stop()
 	before := pod.DeepCopy()
 	repo, _, _ := strings.Cut(pod.Spec.Containers[0].Image, "@")
 	pod.Status.ContainerStatuses[0].ImageID = repo + "@" + digest
-	t0 := time.Now()
-	if err := k8s.Status().Patch(ctx, pod, client.MergeFrom(before)); err != nil {
-		return 0, err
-	}
-	timeout := time.After(time.Minute)
-	for {
-		select {
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return 0, errors.New("watch closed")
-			}
-			if p, ok := ev.Object.(*corev1.Pod); ok && (p.DeletionTimestamp != nil || ev.Type == "DELETED") {
-				return time.Since(t0), nil
-			}
-		case <-timeout:
-			return 0, fmt.Errorf("pod %s/%s was not evicted within a minute", pod.Namespace, pod.Name)
-		}
-	}
+	return benchutil.TimeToDeletion(ctx, k8s, pod, func() error { return k8s.Status().Patch(ctx, pod, client.MergeFrom(before)) })
 }
