@@ -354,3 +354,38 @@ func TestConfigChangeReplacementThatWouldBeDeniedKeepsThePods(t *testing.T) {
 		replacementsProceeding(metav1.ConditionTrue, fixityv1.ProceedingReason),
 	))
 }
+
+// Pods admitted before their policy said Replace (here: before any policy selected their
+// namespace) carry no record and are never replaced for a config change; a pod admitted since,
+// using the same ConfigMap, is.
+func TestConfigChangeSparesPodsWithoutARecord(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := uniqueName("unrecorded")
+	g.Expect(env.CreateNamespace(ctx, ns)).To(gomega.Succeed())
+	img := pushed(t, "shop/older")
+	cm := configMap(t, ctx, ns, "shared-config", "info")
+	older := rollOut(t, ctx, ns, "older", 1, img, usesConfigMap(cm.Name))
+	g.Expect(older[0].Annotations).NotTo(gomega.HaveKey(fixityv1.ConfigAnnotation), "admitted under no policy")
+
+	p := &fixityv1.ImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: ns},
+		Spec: fixityv1.ImmutabilityPolicySpec{
+			Match: fixityv1.PolicyMatch{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"fixity.dev/enforce": ns}}},
+			Drift: fixityv1.DriftRules{MaxDriftedPercent: ptr.To[int32](100)},
+		},
+	}
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), p) })
+	labelIntoPolicy(t, ctx, ns, ns)
+	newer := rollOut(t, ctx, ns, "newer", 1, img, usesConfigMap(cm.Name))
+	g.Expect(newer[0].Annotations).To(gomega.HaveKey(fixityv1.ConfigAnnotation))
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.MatchedPods", int32(2)), gomega.HaveField("Status.DriftedPods", int32(0))))
+
+	editData(t, ctx, cm, "debug")
+	g.Eventually(gone(ctx, newer[0]), eventually, poll).Should(gomega.BeTrue(), "the pod with a record is replaced")
+	g.Consistently(gone(ctx, older[0]), 3*time.Second, poll).Should(gomega.BeFalse(), "a pod without a record was replaced for a config change")
+	g.Eventually(policyOf(ctx, ns), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Status.DriftedPods", int32(0)), gomega.HaveField("Status.ReplacedPods", int64(1))), "the pod without a record is not counted drifted")
+}
