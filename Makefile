@@ -95,8 +95,9 @@ test-unit: ## Run only the tests that need no API server.
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager binary.
+build: manifests generate fmt vet ## Build the manager binary and the kubectl plugin (bin/kubectl-fixity: put bin/ on PATH for `kubectl fixity`).
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/kubectl-fixity ./cmd/kubectl-fixity
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.

@@ -17,14 +17,20 @@ import (
 // imagePullSecrets and those of its service account (go-containerregistry's
 // authn/kubernetes, the core of k8schain without the cloud-provider helpers).
 type Keychains struct {
-	// Client reads service accounts and pull secrets; nil means anonymous access only.
+	// Client reads service accounts and pull secrets; nil means Default only.
 	Client kubernetes.Interface
+	// Default is the keychain without a Client: nil means anonymous access only. `kubectl
+	// fixity` runs on a workstation and uses the user's own (docker and podman login).
+	Default authn.Keychain
 }
 
 // ForPod returns a keychain for pod. It reads nothing until a registry asks for credentials,
 // so admissions answered from cache cost no API calls.
 func (k *Keychains) ForPod(ctx context.Context, pod *corev1.Pod) authn.Keychain {
 	if k == nil || k.Client == nil {
+		if k != nil && k.Default != nil {
+			return k.Default
+		}
 		return authn.NewMultiKeychain()
 	}
 	opts := k8sauthn.Options{Namespace: pod.Namespace, ServiceAccountName: pod.Spec.ServiceAccountName}

@@ -198,15 +198,10 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	// The policy controller watches the ledger's counts: it publishes them once its cache has them.
 	d.Ledger = &remediation.Ledger{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Namespace}
 
-	podSecurity, err := lockdown.NewPodSecurity()
-	if err != nil {
-		return nil, err
-	}
 	d.Access = &lockdown.Access{
 		Finder:   &grants.Finder{Reader: mgr.GetClient(), Matcher: d.Matcher, Clock: o.Clock},
 		Recorder: &grants.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: d.Events, Clock: o.Clock},
 	}
-	d.Annotations = &lockdown.AnnotationGuard{Operator: o.Self.Username}
 	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, fmt.Errorf("creating a clientset for registry credentials: %w", err)
@@ -222,21 +217,46 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 		Versions:    d.Versions,
 	}
 
-	// Each admission concern contributes checks (and mutations) that the pod and workload
-	// webhooks run for every matching policy. The annotation guard mutates first: it drops
-	// user-written fixity.dev/* annotations before the operator's own are added; the image
-	// rules mutate last, so the spec-hash they record is of the pod as admitted.
-	// config.mutable records the pod's ConfigMaps and Secrets before the image rules' spec hash.
 	if d.Config, d.ConfigCache, err = newConfigStore(mgr, o.Namespace); err != nil {
 		return nil, err
 	}
-	config := &podconfig.Rules{Store: d.Config}
-	d.Mutators = []admit.Mutator{d.Annotations, config, d.Images}
-	d.Checks = []admit.Check{podSecurity, &lockdown.InPlace{Operator: o.Self.Username}, d.Images, config}
-	// Guards hold whatever the policies say, on pod updates and on status updates alike.
-	d.Guards = []admit.Guard{d.Annotations, &lockdown.LabelGuard{Matcher: d.Matcher, Operator: o.Self.Username}}
+	chain, err := NewAdmission(o.Self.Username, d.Matcher, d.Images, d.Config)
+	if err != nil {
+		return nil, err
+	}
+	d.Mutators, d.Checks, d.Guards, d.Annotations = chain.Mutators, chain.Checks, chain.Guards, chain.Annotations
 	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)
 	d.Detector.Versions, d.Detector.Clock, d.Detector.Grants = d.Versions, o.Clock, d.Access.Finder
 	d.Detector.Config = d.Config
 	return d, nil
+}
+
+// Admission is what the pod and workload webhooks run for every matching policy: the same
+// chain serves the operator and `kubectl fixity test`, so both give the same answers.
+type Admission struct {
+	Mutators    []admit.Mutator
+	Checks      []admit.Check
+	Guards      []admit.Guard
+	Annotations *lockdown.AnnotationGuard
+}
+
+// NewAdmission builds the admission chain of an operator whose identity is self. Each
+// admission concern contributes checks (and mutations). The annotation guard mutates first: it
+// drops user-written fixity.dev/* annotations before the operator's own are added;
+// config.mutable records the pod's ConfigMaps and Secrets next; the image rules mutate last, so
+// the spec-hash they record is of the pod as admitted.
+func NewAdmission(self string, m *policy.Matcher, img *images.Images, config *podconfig.Store) (Admission, error) {
+	podSecurity, err := lockdown.NewPodSecurity()
+	if err != nil {
+		return Admission{}, err
+	}
+	annotations := &lockdown.AnnotationGuard{Operator: self}
+	rules := &podconfig.Rules{Store: config}
+	return Admission{
+		Mutators: []admit.Mutator{annotations, rules, img},
+		Checks:   []admit.Check{podSecurity, &lockdown.InPlace{Operator: self}, img, rules},
+		// Guards hold whatever the policies say, on pod updates and on status updates alike.
+		Guards:      []admit.Guard{annotations, &lockdown.LabelGuard{Matcher: m, Operator: self}},
+		Annotations: annotations,
+	}, nil
 }

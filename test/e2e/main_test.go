@@ -22,9 +22,11 @@ import (
 var (
 	root       string
 	managerBin string
-	env        *cluster.Cluster
-	k8s        client.Client
-	mgr        *cluster.Manager
+	// pluginBin is kubectl-fixity, built from this checkout.
+	pluginBin string
+	env       *cluster.Cluster
+	k8s       client.Client
+	mgr       *cluster.Manager
 	// reg is the loopback OCI registry of the drift tests' images.
 	reg *registry.Registry
 	// metricsAddr is where the manager serves /metrics.
@@ -57,6 +59,14 @@ func run(m *testing.M) int {
 	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the manager:", err)
+		return 1
+	}
+	// So is the kubectl plugin.
+	pluginBin = filepath.Join(work, "kubectl-fixity")
+	build = exec.Command("go", "build", "-o", pluginBin, "./cmd/kubectl-fixity")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building kubectl-fixity:", err)
 		return 1
 	}
 
