@@ -15,6 +15,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -214,6 +215,7 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 	scheme := operator.NewScheme()
 	namespaces := map[string]bool{}
 	needed := map[string]bool{namespace: true}
+	seen := map[string]seenObject{}
 	for _, o := range append(pol, man...) {
 		if admits(o) {
 			if o.GetNamespace() == "" {
@@ -227,7 +229,11 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 			return nil, err
 		}
 		typed, err := scheme.New(o.GroupVersionKind())
-		if err != nil {
+		switch {
+		case err != nil && o.GroupVersionKind().Group == fixityv1.GroupVersion.Group:
+			// Skipping it could leave a policy unevaluated: a silent allow.
+			return nil, fmt.Errorf("%s: this kubectl-fixity does not know %s %s (it knows %s)", o, o.GetAPIVersion(), o.GetKind(), fixityv1.GroupVersion)
+		case err != nil:
 			// A kind the webhooks never read (a Service, an Ingress) plays no part.
 			continue
 		}
@@ -238,6 +244,19 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 		if !ok {
 			continue
 		}
+		if obj.GetNamespace() == "" && namespaced(o.Unstructured) {
+			obj.SetNamespace(namespace)
+		}
+		// The same object in both sets of files (kustomize output often repeats the Namespace)
+		// is read once; two different versions of it are an error, never a silent choice.
+		key := fmt.Sprintf("%s %s/%s", o.GroupVersionKind().GroupKind(), obj.GetNamespace(), obj.GetName())
+		if prev, dup := seen[key]; dup {
+			if equality.Semantic.DeepEqual(prev.obj, obj) {
+				continue
+			}
+			return nil, fmt.Errorf("%s is defined twice, differently: in %s and in %s", key, prev.source, o.Source)
+		}
+		seen[key] = seenObject{obj: obj.DeepCopyObject(), source: o.Source}
 		switch t := obj.(type) {
 		case *fixityv1.ImmutabilityPolicy:
 			if err := checkPolicy(ctx, o); err != nil {
@@ -250,10 +269,6 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 				t.Labels = map[string]string{}
 			}
 			t.Labels[corev1.LabelMetadataName] = t.Name
-		default:
-			if obj.GetNamespace() == "" && namespaced(o.Unstructured) {
-				obj.SetNamespace(namespace)
-			}
 		}
 		out.Store = append(out.Store, obj)
 	}
@@ -266,6 +281,12 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 		return nil, fmt.Errorf("no ImmutabilityPolicy in %s", strings.Join(policyFiles, ", "))
 	}
 	return out, nil
+}
+
+// seenObject is an object read, and where.
+type seenObject struct {
+	obj    runtime.Object
+	source string
 }
 
 // namespaced reports whether o is of a namespaced built-in kind the webhooks read.

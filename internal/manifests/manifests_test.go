@@ -110,3 +110,15 @@ func TestAdmitAppliesTheCRDAsTheAPIServerDoes(t *testing.T) {
 		t.Error("a kind without a CRD is left alone")
 	}
 }
+
+func TestAFileOverTheLimitIsAnErrorNotCutShort(t *testing.T) {
+	doc := "apiVersion: v1\nkind: Pod\nmetadata: {name: one}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: two}\n"
+	if _, err := decode("big.yaml", &capped{r: strings.NewReader(doc), left: int64(len(doc) - 10), name: "big.yaml"}); err == nil ||
+		!strings.Contains(err.Error(), "big.yaml is larger than 64 MiB") {
+		t.Errorf("a file over the limit: %v", err)
+	}
+	objs, err := decode("fits.yaml", &capped{r: strings.NewReader(doc), left: int64(len(doc)), name: "fits.yaml"})
+	if err != nil || len(objs) != 2 {
+		t.Errorf("a file exactly at the limit: %d objects, %v", len(objs), err)
+	}
+}

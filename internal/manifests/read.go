@@ -37,6 +37,29 @@ func (o Object) String() string {
 // image) must not be read into memory.
 const maxFileBytes = 64 << 20
 
+// capped reads at most left bytes of r, then fails: a file cut at the limit would lose the
+// documents after it without a word.
+type capped struct {
+	r    io.Reader
+	left int64
+	name string
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		if n, _ := c.r.Read(make([]byte, 1)); n == 0 {
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("%s is larger than %d MiB", c.name, maxFileBytes>>20)
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
 // Read reads every object in paths: files, directories (their .yaml, .yml and .json files,
 // recursively) and "-" for stdin. Empty documents are skipped; a document without apiVersion,
 // kind or name is an error naming the file and document.
@@ -44,7 +67,7 @@ func Read(paths []string, stdin io.Reader) ([]Object, error) {
 	var out []Object
 	for _, p := range paths {
 		if p == "-" {
-			objs, err := decode("stdin", io.LimitReader(stdin, maxFileBytes))
+			objs, err := decode("stdin", &capped{r: stdin, left: maxFileBytes, name: "stdin"})
 			if err != nil {
 				return nil, err
 			}
@@ -102,7 +125,7 @@ func readFile(path string) ([]Object, error) {
 		return nil, fmt.Errorf("reading manifests: %w", err)
 	}
 	defer func() { _ = f.Close() }()
-	return decode(path, io.LimitReader(f, maxFileBytes))
+	return decode(path, &capped{r: f, left: maxFileBytes, name: path})
 }
 
 // decode reads the YAML or JSON documents of one file.
