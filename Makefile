@@ -35,10 +35,11 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs, RBAC and webhook configurations into config/, and the Helm chart's templates from config/default.
+manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs, RBAC and webhook configurations into config/ (and copy OpenReports' CRDs), and the Helm chart's templates from config/default.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="$(MARKER_PATHS)" \
 		output:crd:artifacts:config=config/crd/bases
-	$(KUSTOMIZE) build config/default | go run ./hack/chart charts/fixity
+	hack/openreports-crds.sh
+	$(KUSTOMIZE) build config/default | go run ./hack/chart charts/fixity config/openreports
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.

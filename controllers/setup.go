@@ -13,6 +13,7 @@ import (
 	"github.com/fixity-dev/fixity/controllers/nodedrift"
 	"github.com/fixity-dev/fixity/controllers/nodeimmutabilitypolicy"
 	"github.com/fixity-dev/fixity/controllers/recreate"
+	"github.com/fixity-dev/fixity/controllers/reports"
 	accessreviewlib "github.com/fixity-dev/fixity/internal/accessreview"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/internal/remediation"
@@ -64,6 +65,27 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 		Clock: d.Clock, Namespace: d.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the node drift controller: %w", err)
+	}
+	return setupReports(mgr, d)
+}
+
+// setupReports registers the OpenReports writers where the API server serves OpenReports.
+func setupReports(mgr ctrl.Manager, d *operator.Deps) error {
+	installed, err := reports.Installed(mgr.GetRESTMapper())
+	if err != nil {
+		return fmt.Errorf("asking whether OpenReports is installed: %w", err)
+	}
+	if !installed {
+		mgr.GetLogger().Info("OpenReports CRDs are not installed: no Report or ClusterReport is written (install them with the chart's openreports.installCRDs, or another tool's, and restart)")
+		return nil
+	}
+	if err := (&reports.Namespaces{
+		Client: mgr.GetClient(), Tracker: d.Tracker, Checks: d.SpecChecks, Clock: d.Clock, Changed: d.PodReports,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the namespace reports controller: %w", err)
+	}
+	if err := (&reports.Cluster{Client: mgr.GetClient(), Nodes: d.NodeTracker, Access: d.AccessReview, Clock: d.Clock}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the cluster reports controller: %w", err)
 	}
 	return nil
 }

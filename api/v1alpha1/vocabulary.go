@@ -237,5 +237,27 @@ const (
 	OwnerIndex = Prefix + "controller-uid"
 )
 
+// OpenReports (openreports.io/v1alpha1) that Fixity writes.
+const (
+	// ReportSource is the source of every report and result Fixity writes.
+	ReportSource = "fixity"
+	// ReportName is Fixity's Report in each namespace (pods: admission rules, drift checks);
+	// NodesReportName and AccessReportName are its ClusterReports (node drift checks; RBAC that
+	// reaches pods past Fixity).
+	ReportName       = "fixity"
+	NodesReportName  = "fixity-nodes"
+	AccessReportName = "fixity-access"
+	// ReportLabel marks the reports Fixity writes (value "true"), which it alone keeps.
+	ReportLabel = Prefix + "report"
+	// AccessReviewPolicy is the policy name of the access review's results.
+	AccessReviewPolicy = "access-review"
+	// DriftRulePrefix prefixes a drift check's name to make its rule name ("drift.ImageDigest",
+	// "drift.KernelVersion").
+	DriftRulePrefix = "drift."
+	// MaxReportResults bounds the results of one report (an object in etcd is at most 1.5 MiB):
+	// failures and warnings are kept first, and the summary still counts every result.
+	MaxReportResults = 1000
+)
+
 // OperatorNamespace is the namespace the operator runs in; it is never enforced.
 const OperatorNamespace = "fixity-system"

@@ -53,6 +53,9 @@ type Tracker struct {
 	pods map[types.NamespacedName]PodState
 	// OnChange is called, outside the lock, with the names of the policies whose counts changed.
 	OnChange func(policies []string)
+	// OnPod is called, outside the lock, with the pod whose findings changed or that is gone
+	// (the reports are kept current from it).
+	OnPod func(pod types.NamespacedName)
 }
 
 // NewTracker returns an empty Tracker.
@@ -75,7 +78,7 @@ func (t *Tracker) Set(key types.NamespacedName, s PodState) bool {
 	t.mu.Unlock()
 	changed := !had || !equalState(old, s)
 	if changed {
-		t.notify(old, s)
+		t.notify(key, old, s)
 	}
 	return changed
 }
@@ -87,7 +90,7 @@ func (t *Tracker) Forget(key types.NamespacedName) {
 	delete(t.pods, key)
 	t.mu.Unlock()
 	if had {
-		t.notify(old, PodState{})
+		t.notify(key, old, PodState{})
 	}
 }
 
@@ -141,7 +144,7 @@ func (t *Tracker) SetHeld(key types.NamespacedName, h *Hold) bool {
 	s.Held = h
 	t.pods[key] = s
 	t.mu.Unlock()
-	t.notify(old, s)
+	t.notify(key, old, s)
 	return true
 }
 
@@ -171,7 +174,10 @@ func (t *Tracker) Drifted(policy string) []types.NamespacedName {
 	return out
 }
 
-func (t *Tracker) notify(old, updated PodState) {
+func (t *Tracker) notify(key types.NamespacedName, old, updated PodState) {
+	if t.OnPod != nil {
+		t.OnPod(key)
+	}
 	if t.OnChange == nil {
 		return
 	}

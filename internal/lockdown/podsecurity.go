@@ -28,6 +28,12 @@ func NewPodSecurity() (*PodSecurity, error) {
 	return &PodSecurity{evaluator: e}, nil
 }
 
+// The rules PodSecurity checks, as violations and reports name them.
+const (
+	RulePrivileged             = "runtime.privileged"
+	RuleReadOnlyRootFilesystem = "runtime.readOnlyRootFilesystem"
+)
+
 var baseline = psapi.LevelVersion{Level: psapi.LevelBaseline, Version: psapi.LatestVersion()}
 
 // CheckPod evaluates what the request adds: the whole pod on CREATE and for templates, only the
@@ -41,14 +47,14 @@ func (c *PodSecurity) CheckPod(_ context.Context, p *fixityv1.ImmutabilityPolicy
 	if p.Spec.Runtime.Privileged != fixityv1.Allow {
 		for _, r := range c.evaluator.EvaluatePod(baseline, &req.Pod.ObjectMeta, spec) {
 			if !r.Allowed {
-				out = append(out, admit.New(p, "runtime.privileged", "",
+				out = append(out, admit.New(p, RulePrivileged, "",
 					"%s: %s (spec.runtime.privileged is Deny; this is what stops `kubectl debug node/...` and `kubectl run --privileged`)",
 					r.ForbiddenReason, r.ForbiddenDetail))
 			}
 		}
 		forEachContainer(spec, func(kind, name string, sc *corev1.SecurityContext) {
 			if sc != nil && sc.AllowPrivilegeEscalation != nil && *sc.AllowPrivilegeEscalation {
-				out = append(out, admit.New(p, "runtime.privileged", name,
+				out = append(out, admit.New(p, RulePrivileged, name,
 					"%s sets securityContext.allowPrivilegeEscalation=true; remove it or set it to false", kind))
 			}
 		})
@@ -56,7 +62,7 @@ func (c *PodSecurity) CheckPod(_ context.Context, p *fixityv1.ImmutabilityPolicy
 	if p.Spec.Runtime.ReadOnlyRootFilesystem == fixityv1.Require {
 		forEachContainer(spec, func(kind, name string, sc *corev1.SecurityContext) {
 			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-				out = append(out, admit.New(p, "runtime.readOnlyRootFilesystem", name,
+				out = append(out, admit.New(p, RuleReadOnlyRootFilesystem, name,
 					"%s must set securityContext.readOnlyRootFilesystem=true (spec.runtime.readOnlyRootFilesystem is Require); mount an emptyDir where it needs to write", kind))
 			}
 		})

@@ -1,6 +1,7 @@
 package nodedrift
 
 import (
+	"slices"
 	"sync"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
@@ -40,6 +41,18 @@ func (t *Tracker) Set(node string, evals []Evaluation) {
 		m[e.Policy] = verdict{generation: e.Generation, drifted: e.Drifted}
 	}
 	t.nodes[node] = m
+}
+
+// Policies returns the policies node was last evaluated under, sorted.
+func (t *Tracker) Policies(node string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.nodes[node]))
+	for p := range t.nodes[node] {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Forget drops a node that is gone or matched by no policy.

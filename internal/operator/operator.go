@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,7 @@ func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(fixityv1.AddToScheme(s))
+	utilruntime.Must(openreports.Install(s))
 	return s
 }
 
@@ -95,8 +97,11 @@ type Deps struct {
 	Versions *admitted.Versions
 	// Mutators, Checks and Guards are what the pod and workload webhooks run; drift runs Checks
 	// on pods it did not admit and on the replacements of drifted pods.
-	Mutators    []admit.Mutator
-	Checks      []admit.Check
+	Mutators []admit.Mutator
+	Checks   []admit.Check
+	// SpecChecks are the Checks that judge a running pod's spec alone (no registry): reports
+	// run them on every pod.
+	SpecChecks  []admit.Check
 	Guards      []admit.Guard
 	Annotations *lockdown.AnnotationGuard
 	Access      *lockdown.Access
@@ -105,8 +110,10 @@ type Deps struct {
 	// counts changed, to wake the policy controller.
 	Tracker      *drift.Tracker
 	DriftChanged chan event.GenericEvent
-	Census       *remediation.Census[types.NamespacedName]
-	Ledger       *remediation.Ledger
+	// PodReports carries the pods whose findings changed, to keep their namespace's report.
+	PodReports chan event.GenericEvent
+	Census     *remediation.Census[types.NamespacedName]
+	Ledger     *remediation.Ledger
 	// AccessReview is the latest review of who can reach pods past Fixity.
 	AccessReview *accessreview.Store
 	// NodeTracker and NodeCensus are node drift's verdicts and its breakers' census.
@@ -195,6 +202,13 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 			}
 		}
 	}
+	d.PodReports = make(chan event.GenericEvent, 1024)
+	d.Tracker.OnPod = func(pod types.NamespacedName) {
+		select {
+		case d.PodReports <- event.GenericEvent{Object: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}}:
+		default: // full: the namespace's next change rewrites its whole report
+		}
+	}
 	// The policy controller watches the ledger's counts: it publishes them once its cache has them.
 	d.Ledger = &remediation.Ledger{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.Namespace}
 
@@ -224,7 +238,7 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.Mutators, d.Checks, d.Guards, d.Annotations = chain.Mutators, chain.Checks, chain.Guards, chain.Annotations
+	d.Mutators, d.Checks, d.SpecChecks, d.Guards, d.Annotations = chain.Mutators, chain.Checks, chain.SpecChecks, chain.Guards, chain.Annotations
 	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)
 	d.Detector.Versions, d.Detector.Clock, d.Detector.Grants = d.Versions, o.Clock, d.Access.Finder
 	d.Detector.Config = d.Config
@@ -234,8 +248,10 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 // Admission is what the pod and workload webhooks run for every matching policy: the same
 // chain serves the operator and `kubectl fixity test`, so both give the same answers.
 type Admission struct {
-	Mutators    []admit.Mutator
-	Checks      []admit.Check
+	Mutators []admit.Mutator
+	Checks   []admit.Check
+	// SpecChecks are those of Checks that judge a pod's spec alone, with no registry.
+	SpecChecks  []admit.Check
 	Guards      []admit.Guard
 	Annotations *lockdown.AnnotationGuard
 }
@@ -253,8 +269,9 @@ func NewAdmission(self string, m *policy.Matcher, img *images.Images, config *po
 	annotations := &lockdown.AnnotationGuard{Operator: self}
 	rules := &podconfig.Rules{Store: config}
 	return Admission{
-		Mutators: []admit.Mutator{annotations, rules, img},
-		Checks:   []admit.Check{podSecurity, &lockdown.InPlace{Operator: self}, img, rules},
+		Mutators:   []admit.Mutator{annotations, rules, img},
+		Checks:     []admit.Check{podSecurity, &lockdown.InPlace{Operator: self}, img, rules},
+		SpecChecks: []admit.Check{podSecurity, rules},
 		// Guards hold whatever the policies say, on pod updates and on status updates alike.
 		Guards:      []admit.Guard{annotations, &lockdown.LabelGuard{Matcher: m, Operator: self}},
 		Annotations: annotations,

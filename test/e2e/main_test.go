@@ -71,10 +71,15 @@ func run(m *testing.M) int {
 	}
 
 	env, err = cluster.Start(cluster.Options{
-		// Fixity's CRDs, and those of the provisioners it hands nodes to (make provisioner-crds).
-		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "bin", "crds")},
-		WebhookPaths:      []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
-		Nodes:             3,
+		// Fixity's CRDs, those of the provisioners it hands nodes to (make provisioner-crds), and
+		// OpenReports' as that project ships them (make manifests).
+		CRDDirectoryPaths: []string{
+			filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "bin", "crds"),
+			filepath.Join(root, "config", "openreports", "openreports.io_reports.yaml"),
+			filepath.Join(root, "config", "openreports", "openreports.io_clusterreports.yaml"),
+		},
+		WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+		Nodes:        3,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the local cluster:", err)
