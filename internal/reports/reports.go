@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -160,7 +161,7 @@ func Results(entries []Entry, previous []openreports.ReportResult, now time.Time
 	for _, e := range entries {
 		r := openreports.ReportResult{
 			Source: fixityv1.ReportSource, Policy: e.Policy, Rule: e.Rule, Result: e.Result,
-			Scored: true, Subjects: []corev1.ObjectReference{e.Subject}, Description: e.Message,
+			Scored: true, Subjects: []corev1.ObjectReference{e.Subject}, Description: truncate(e.Message),
 			Properties: e.Properties,
 			Timestamp:  metav1.Timestamp{Seconds: now.Unix()},
 		}
@@ -193,6 +194,20 @@ func Results(entries []Entry, previous []openreports.ReportResult, now time.Time
 		out = out[:fixityv1.MaxReportResults]
 	}
 	return out, sum
+}
+
+// maxDescription bounds a result's message, so that MaxReportResults of them fit in an object.
+const maxDescription = 1024
+
+func truncate(s string) string {
+	if len(s) <= maxDescription {
+		return s
+	}
+	cut := maxDescription - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // key identifies a result across reports: its subject, policy and rule.

@@ -2,8 +2,10 @@ package reports
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/onsi/gomega"
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
@@ -110,6 +112,12 @@ func TestResultsKeepTimestampsOrderAndBound(t *testing.T) {
 	g.Expect(fixed).To(gomega.ContainElement(gomega.And(gomega.HaveField("Rule", "b"), gomega.HaveField("Result", openreports.Result("pass")),
 		gomega.HaveField("Timestamp.Seconds", t1.Unix()))))
 	g.Expect(fixed).To(gomega.ContainElement(gomega.And(gomega.HaveField("Rule", "a"), gomega.HaveField("Timestamp.Seconds", t0.Unix()))))
+
+	// A long message is cut short, so that every result fits in the object.
+	long, _ := Results([]Entry{entry("long", "fail", strings.Repeat("é", 2000))}, nil, t0)
+	g.Expect(len(long[0].Description)).To(gomega.BeNumerically("<=", maxDescription))
+	g.Expect(long[0].Description).To(gomega.HaveSuffix("..."))
+	g.Expect(utf8.ValidString(long[0].Description)).To(gomega.BeTrue())
 
 	// Bounded: failures are kept, passes left out first, and the summary counts all.
 	var many []Entry
