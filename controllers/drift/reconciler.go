@@ -394,12 +394,30 @@ func ordinal(pod *corev1.Pod) (int, bool) {
 	return n, err == nil
 }
 
+// countReplaced counts a replacement started, under each policy replacing the pod and each check
+// it found (a finding that never replaces, Kept, is not why).
+func countReplaced(s *scope) {
+	for _, p := range s.by {
+		var counted []fixityv1.DriftCheck
+		for _, f := range s.state.Findings[p.Name] {
+			if !f.Kept && !slices.Contains(counted, f.Check) {
+				counted = append(counted, f.Check)
+				metrics.DriftReplaced.WithLabelValues(p.Name, string(f.Check)).Inc()
+			}
+		}
+	}
+}
+
 // replace evicts the pod (its owner creates a fresh one) or, for a bare pod, saves its admitted
 // spec for the recreate controller, which deletes it and creates it again.
 func (r *Reconciler) replace(ctx context.Context, s *scope) reconcile.Outcome {
 	log := ctrl.LoggerFrom(ctx)
 	if s.owner == nil {
-		return reconcile.Fail(r.saveForRecreation(ctx, s))
+		if err := r.saveForRecreation(ctx, s); err != nil {
+			return reconcile.Fail(err)
+		}
+		countReplaced(s)
+		return reconcile.Next()
 	}
 	ev, err := r.Evictor.Evict(ctx, s.pod)
 	switch {
@@ -425,6 +443,7 @@ func (r *Reconciler) replace(ctx context.Context, s *scope) reconcile.Outcome {
 	if err := r.Gate.Record(ctx, s.owner, s.pod, s.ownerPods); err != nil {
 		log.Error(err, "Recording the replacement in the ledger", "pod", klog.KObj(s.pod))
 	}
+	countReplaced(s)
 	for _, p := range s.by {
 		r.Ledger.Replaced(ctx, p.Name, metrics.MethodEvicted)
 		r.Events.Eventf(s.pod, p, corev1.EventTypeNormal, fixityv1.EventReplaced, "Replace", "[policy %s] Drifted pod evicted to be replaced by a fresh one", p.Name)

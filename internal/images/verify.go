@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sigstore/cosign/v3/pkg/cosign"
 	"github.com/sigstore/cosign/v3/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
@@ -29,7 +28,8 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/encoding/protojson"
 	"k8s.io/apimachinery/pkg/util/cache"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/fixity-dev/fixity/internal/metrics"
 )
 
 const (
@@ -45,15 +45,6 @@ const (
 	// cacheSize bounds the verdicts kept in memory.
 	cacheSize = 10000
 )
-
-var verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Name: "fixity_image_verifications_total",
-	Help: "Image signature verifications by result: cached (no registry call), verified, rejected or error.",
-}, []string{"result"})
-
-func init() {
-	metrics.Registry.MustRegister(verifications)
-}
 
 // Verdict is the outcome of verifying one image digest against a policy's authorities.
 type Verdict struct {
@@ -92,7 +83,7 @@ func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string,
 	}
 	key := strings.Join(keyParts, "|")
 	if cached, ok := v.verdicts.Get(key); ok {
-		verifications.WithLabelValues("cached").Inc()
+		metrics.ImageVerifications.WithLabelValues(metrics.VerificationCached).Inc()
 		return cached.(Verdict), nil
 	}
 	return shared(ctx, &v.group, key, "verifying "+digest.String(), v.Registry.timeout(), func(vctx context.Context) (Verdict, error) {
@@ -101,15 +92,15 @@ func (v *Verifier) Verify(ctx context.Context, digest name.Digest, scope string,
 		}
 		verdict, err := v.verify(vctx, digest, authorities, attestations, kc)
 		if err != nil {
-			verifications.WithLabelValues("error").Inc()
+			metrics.ImageVerifications.WithLabelValues(metrics.VerificationError).Inc()
 			return Verdict{}, err
 		}
 		ttl := verifiedTTL
-		result := "verified"
+		result := metrics.VerificationVerified
 		if len(verdict.Failures) > 0 || len(verdict.Unattested) > 0 {
-			ttl, result = rejectedTTL, "rejected"
+			ttl, result = rejectedTTL, metrics.VerificationRejected
 		}
-		verifications.WithLabelValues(result).Inc()
+		metrics.ImageVerifications.WithLabelValues(result).Inc()
 		if len(verdict.Unchecked) == 0 {
 			v.verdicts.Add(key, verdict, ttl)
 		}

@@ -31,6 +31,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/images"
 	"github.com/fixity-dev/fixity/internal/lockdown"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
 	"github.com/fixity-dev/fixity/internal/podconfig"
 	"github.com/fixity-dev/fixity/internal/policy"
@@ -216,6 +217,7 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 		Finder:   &grants.Finder{Reader: mgr.GetClient(), Matcher: d.Matcher, Clock: o.Clock},
 		Recorder: &grants.Recorder{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Events: d.Events, Clock: o.Clock},
 	}
+	metrics.WatchGrants(mgr.GetClient())
 	clientset, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, fmt.Errorf("creating a clientset for registry credentials: %w", err)

@@ -18,7 +18,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/test/registry"
+	"github.com/fixity-dev/fixity/webhooks/accessgrant"
 )
 
 // fixityCLI runs the built kubectl-fixity with kubeconfig (none: offline) and returns its
@@ -241,6 +243,13 @@ func TestCLIGrantApproveAndStatus(t *testing.T) {
 	g.Expect(code).To(gomega.Equal(0), out)
 	g.Expect(out).To(gomega.ContainSubstring("approves inc-42 (requested by alice: INC-42: read the cache state)"))
 	g.Expect(out).To(gomega.ContainSubstring("phase: Active until "))
+	// What the dashboard shows: the grant active, the self-approval denied, and the webhooks'
+	// latency by the same webhook path.
+	g.Eventually(scrape, eventually, poll).Should(gomega.And(
+		gomega.MatchRegexp(`%s\{namespace=%q\} 1\n`, metrics.GrantsActiveName, ns),
+		gomega.MatchRegexp(`%s\{decision=%q,webhook=%q\} [1-9]`, metrics.AdmissionDecisionsName, metrics.DecisionDenied, accessgrant.ApprovalValidatePath),
+		gomega.MatchRegexp(`%s_count\{webhook=%q\} [1-9]`, metrics.AdmissionLatencyName, accessgrant.ApprovalValidatePath),
+	))
 
 	out, err := alice.kubectl("exec", "-n", ns, "web", "--", "true")
 	g.Expect(err).To(gomega.HaveOccurred())

@@ -159,6 +159,11 @@ func TestDriftedDeploymentPodsAreReplaced(t *testing.T) {
 		gomega.HaveField("Status.MatchedPods", int32(3)),
 		gomega.HaveField("Status.DriftedPods", int32(0)),
 	))
+	// Replacements by check, as the dashboard shows them.
+	body := scrape(g)
+	for _, check := range []fixityv1.DriftCheck{fixityv1.CheckImageDigest, fixityv1.CheckEphemeralContainers, fixityv1.CheckSpecChange} {
+		g.Expect(body).To(gomega.MatchRegexp(`%s\{check=%q,policy=%q\} 1\n`, metrics.DriftReplacedName, check, ns))
+	}
 }
 
 // A pod accessed under an AccessGrant is replaced once the grant has ended.

@@ -15,12 +15,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/lockdown"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/policy"
 )
 
@@ -172,9 +172,9 @@ func (h *Validator) Handle(_ context.Context, req admission.Request) admission.R
 // Register serves the AccessGrant and AccessApproval webhooks on mgr's webhook server.
 func Register(mgr ctrl.Manager, m *policy.Matcher, f *grants.Finder, operator string) {
 	srv := mgr.GetWebhookServer()
-	srv.Register(MutatePath, &webhook.Admission{Handler: &Mutator{Reader: mgr.GetClient(), Matcher: m}})
-	srv.Register(ValidatePath, &webhook.Admission{Handler: &Validator{Operator: operator}})
+	srv.Register(MutatePath, metrics.Webhook(MutatePath, &Mutator{Reader: mgr.GetClient(), Matcher: m}))
+	srv.Register(ValidatePath, metrics.Webhook(ValidatePath, &Validator{Operator: operator}))
 	gr := &GrantReader{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
-	srv.Register(ApprovalMutatePath, &webhook.Admission{Handler: &ApprovalMutator{Grants: gr}})
-	srv.Register(ApprovalValidatePath, &webhook.Admission{Handler: &ApprovalValidator{Grants: gr, Finder: f, Client: mgr.GetClient(), Operator: operator}})
+	srv.Register(ApprovalMutatePath, metrics.Webhook(ApprovalMutatePath, &ApprovalMutator{Grants: gr}))
+	srv.Register(ApprovalValidatePath, metrics.Webhook(ApprovalValidatePath, &ApprovalValidator{Grants: gr, Finder: f, Client: mgr.GetClient(), Operator: operator}))
 }

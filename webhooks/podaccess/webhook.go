@@ -11,12 +11,12 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/lockdown"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/policy"
 )
 
@@ -89,6 +89,6 @@ func (h *Handler) pod(ctx context.Context, namespace, name string) (*corev1.Pod,
 // Register serves the pod access webhook on mgr's webhook server.
 func Register(mgr ctrl.Manager, m *policy.Matcher, access *lockdown.Access) {
 	h := &Handler{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: m, Access: access}
-	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: h})
-	mgr.GetWebhookServer().Register(NodeProxyPath, &webhook.Admission{Handler: &NodeProxy{h}})
+	mgr.GetWebhookServer().Register(Path, metrics.Webhook(Path, h))
+	mgr.GetWebhookServer().Register(NodeProxyPath, metrics.Webhook(NodeProxyPath, &NodeProxy{h}))
 }

@@ -12,12 +12,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
 	"github.com/fixity-dev/fixity/internal/lockdown"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/policy"
 )
 
@@ -170,7 +170,7 @@ func decode(ctx context.Context, m *policy.Matcher, req admission.Request) (*adm
 // Register serves the pod webhooks on mgr's webhook server.
 func Register(mgr ctrl.Manager, mut *Mutator, val *Validator, meta *Metadata) {
 	srv := mgr.GetWebhookServer()
-	srv.Register(MutatePath, &webhook.Admission{Handler: mut})
-	srv.Register(ValidatePath, &webhook.Admission{Handler: val})
-	srv.Register(MetadataPath, &webhook.Admission{Handler: meta})
+	srv.Register(MutatePath, metrics.Webhook(MutatePath, mut))
+	srv.Register(ValidatePath, metrics.Webhook(ValidatePath, val))
+	srv.Register(MetadataPath, metrics.Webhook(MetadataPath, meta))
 }

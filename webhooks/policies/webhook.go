@@ -6,11 +6,11 @@ import (
 	"net/http"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/images"
+	"github.com/fixity-dev/fixity/internal/metrics"
 )
 
 // Path the webhook is served on; it must match the marker below. Its namespaceSelector is the
@@ -37,5 +37,5 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 
 // Register serves the webhook on mgr's webhook server.
 func Register(mgr ctrl.Manager) {
-	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: &Handler{}})
+	mgr.GetWebhookServer().Register(Path, metrics.Webhook(Path, &Handler{}))
 }

@@ -10,10 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/fixity-dev/fixity/internal/admit"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/policy"
 	"github.com/fixity-dev/fixity/internal/workload"
 )
@@ -68,5 +68,5 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 
 // Register serves the workload webhook on mgr's webhook server.
 func Register(mgr ctrl.Manager, m *policy.Matcher, checks []admit.Check) {
-	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: &Handler{Matcher: m, Checks: checks}})
+	mgr.GetWebhookServer().Register(Path, metrics.Webhook(Path, &Handler{Matcher: m, Checks: checks}))
 }
