@@ -4,16 +4,26 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/fixity-dev/fixity/internal/metrics"
+	"github.com/fixity-dev/fixity/internal/operator"
+	"github.com/fixity-dev/fixity/test/builders"
 	"github.com/fixity-dev/fixity/test/cluster"
 )
 
@@ -204,4 +214,34 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 	out, err := helm(t, "lint", "charts/fixity", "--set-string", "grafana.dashboard.enabled=yes")
 	g.Expect(err).To(gomega.HaveOccurred(), out)
 	g.Expect(out).To(gomega.ContainSubstring("enabled"))
+}
+
+// The install command of the platform team's page (docs/platform-team.md) installs the chart as
+// it says, into a fresh API server: the CRDs, the OpenReports CRDs, the webhooks and the managers.
+func TestDocsInstall(t *testing.T) {
+	g := gomega.NewWithT(t)
+	root, err := cluster.RepoRoot()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	steps, err := builders.DocSteps(filepath.Join(root, "docs", "platform-team.md"))
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	c, err := cluster.StartControlPlane(cluster.Options{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	t.Cleanup(func() { _ = c.Stop() })
+	bin := t.TempDir()
+	g.Expect(os.Symlink(helmBinary(t, root), filepath.Join(bin, "helm"))).To(gomega.Succeed())
+	shell := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "KUBECONFIG=" + c.KubeconfigPath}
+	g.Expect(builders.RunDocSteps(t, steps, "install", root, shell)).To(gomega.BeNumerically(">", 0), "the page has an install command")
+
+	scheme := operator.NewScheme()
+	g.Expect(apiextensionsv1.AddToScheme(scheme)).To(gomega.Succeed())
+	k8s, err := client.New(c.Config, client.Options{Scheme: scheme})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	for _, o := range []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "fixity-system", Name: "fixity-controller-manager"}},
+		&apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "immutabilitypolicies.fixity.dev"}},
+		&apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "reports.openreports.io"}},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "fixity-validating-webhook-configuration"}},
+	} {
+		g.Expect(k8s.Get(t.Context(), client.ObjectKeyFromObject(o), o)).To(gomega.Succeed(), "%T %s", o, o.GetName())
+	}
 }
