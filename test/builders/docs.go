@@ -23,8 +23,8 @@ type DocStep struct {
 	// Eventually ("# eventually prints: TEXT") retries the command until it succeeds and prints
 	// TEXT, for up to a minute: what the page says takes a moment.
 	Eventually bool
-	File    string
-	Content string
+	File       string
+	Content    string
 }
 
 var fence = regexp.MustCompile("(?ms)^```(\\w+)([^\\n]*)\\n(.*?)^```")
