@@ -99,6 +99,9 @@ type verdict struct {
 	Allowed   bool     `json:"allowed"`
 	Denials   []string `json:"denials,omitempty"`
 	Warnings  []string `json:"warnings,omitempty"`
+	// Errors are answers that decide nothing (a request the webhook could not read or judge):
+	// the tool could not decide, exit 2.
+	Errors []string `json:"errors,omitempty"`
 	// Pod is the pod as the mutating webhook left it (pods only).
 	Pod *corev1.Pod `json:"-"`
 }
@@ -165,7 +168,25 @@ func (v *verdict) add(resp admission.Response) {
 	if resp.Result != nil && resp.Result.Message != "" {
 		msg = resp.Result.Message
 	}
+	if resp.Result != nil && resp.Result.Code != 0 && resp.Result.Code != http.StatusForbidden {
+		v.Errors = append(v.Errors, msg)
+		return
+	}
 	v.Denials = append(v.Denials, strings.Split(msg, "\n")...)
+}
+
+// undecided is the error of verdicts some webhook could not decide, naming each object.
+func undecided(verdicts []verdict) error {
+	var lines []string
+	for _, v := range verdicts {
+		for _, e := range v.Errors {
+			lines = append(lines, fmt.Sprintf("%s %s/%s (%s): %s", v.Kind, v.Namespace, v.Name, v.Source, e))
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return fmt.Errorf("could not decide:\n  %s", strings.Join(lines, "\n  "))
 }
 
 func applyPatches(raw []byte, resp admission.Response) ([]byte, error) {
@@ -202,6 +223,16 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 	schemas, err := manifests.LoadSchemas(crd.Bases)
 	if err != nil {
 		return nil, err
+	}
+	// Stdin can be read once: a second "-" would silently read nothing.
+	dashes := 0
+	for _, f := range slices.Concat(policyFiles, manifestFiles) {
+		if f == "-" {
+			dashes++
+		}
+	}
+	if dashes > 1 {
+		return nil, fmt.Errorf("stdin (-) is given %d times: it can be read once, for --policy or for -f", dashes)
 	}
 	pol, err := manifests.Read(policyFiles, stdin)
 	if err != nil {
@@ -263,6 +294,15 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 				return nil, err
 			}
 			out.Policies = append(out.Policies, t)
+		case *corev1.Secret:
+			// As the API server does on create: stringData is written over data.
+			for k, v := range t.StringData {
+				if t.Data == nil {
+					t.Data = map[string][]byte{}
+				}
+				t.Data[k] = []byte(v)
+			}
+			t.StringData = nil
 		case *corev1.Namespace:
 			namespaces[t.Name] = true
 			if t.Labels == nil {

@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 func file(t *testing.T, content string) string {
@@ -46,5 +51,47 @@ func TestLoadRefusesAFixityKindItDoesNotKnow(t *testing.T) {
 	_, err := load(context.Background(), []string{file(t, prodPolicy+"---\n"+strings.Replace(future, "prod", "next", 1))}, nil, "default", nil)
 	if err == nil || !strings.Contains(err.Error(), "does not know fixity.dev/v1beta1 ImmutabilityPolicy") {
 		t.Errorf("a policy of an unknown version: %v", err)
+	}
+}
+
+func TestLoadMergesSecretStringDataAsTheAPIServerDoes(t *testing.T) {
+	secret := "apiVersion: v1\nkind: Secret\nmetadata: {name: keys, namespace: fixity-system}\ndata: {a: b2xk}\nstringData: {a: new, b: two}\n"
+	l, err := load(context.Background(), []string{file(t, prodPolicy+"---\n"+secret)}, nil, "default", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range l.Store {
+		if s, ok := o.(*corev1.Secret); ok {
+			if string(s.Data["a"]) != "new" || string(s.Data["b"]) != "two" || s.StringData != nil {
+				t.Errorf("data %v, stringData %v: stringData is written over data", s.Data, s.StringData)
+			}
+			return
+		}
+	}
+	t.Fatal("no Secret in the store")
+}
+
+func TestLoadRefusesStdinTwice(t *testing.T) {
+	_, err := load(context.Background(), []string{"-"}, []string{"-"}, "default", strings.NewReader(prodPolicy))
+	if err == nil || !strings.Contains(err.Error(), "stdin (-) is given 2 times") {
+		t.Errorf("stdin for --policy and -f: %v", err)
+	}
+}
+
+func TestAnErroredAnswerIsUndecidedNotDenied(t *testing.T) {
+	var v verdict
+	v.Kind, v.Namespace, v.Name, v.Allowed = "Pod", "shop", "web", true
+	v.add(admission.Errored(http.StatusBadRequest, errors.New("cannot decode the pod")))
+	if len(v.Denials) != 0 || len(v.Errors) != 1 {
+		t.Fatalf("denials %q, errors %q", v.Denials, v.Errors)
+	}
+	err := undecided([]verdict{v})
+	if err == nil || errors.Is(err, errDenied) || !strings.Contains(err.Error(), "Pod shop/web") {
+		t.Errorf("an errored answer: %v (exit 2, naming the object)", err)
+	}
+	v = verdict{Allowed: true}
+	v.add(admission.Denied("[policy p] no"))
+	if len(v.Denials) != 1 || undecided([]verdict{v}) != nil {
+		t.Errorf("a denial is a denial: %+v", v)
 	}
 }

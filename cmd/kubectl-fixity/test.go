@@ -25,7 +25,12 @@ func newTest(streams genericiooptions.IOStreams, flags *genericclioptions.Config
 			"against the ImmutabilityPolicies in FILES, without a cluster, through Fixity's own admission webhooks, " +
 			"and prints exactly the denials and warnings `kubectl apply` would show. Namespaces, Secrets and ConfigMaps " +
 			"in either set of files are read as the cluster's (namespace labels for policy selectors, keys, " +
-			"config.mutable). Images are resolved and verified against their registries. Exit 1 if anything is denied.",
+			"config.mutable). Images are resolved and verified against their registries. Exit 1 if anything is denied, " +
+			"2 if something could not be decided.\n\n" +
+			"Offline differs from the cluster in what it cannot see: each object is admitted alone (no tag pins shared " +
+			"with an owner), registries are read with your own credentials (docker/podman login), not the pod's pull " +
+			"secrets, and the API server's own defaulting and validation of Pods and metadata are not run; a namespace " +
+			"no file defines has only its kubernetes.io/metadata.name label.",
 		Example: `  kubectl fixity test -f deploy/ --policy policies/production.yaml
   kustomize build overlays/prod | kubectl fixity test -f - --policy policies/ -o json`,
 		Args: cobra.NoArgs,
@@ -57,6 +62,9 @@ func newTest(streams genericiooptions.IOStreams, flags *genericclioptions.Config
 				verdicts = append(verdicts, v)
 			}
 			if err := printVerdicts(streams.Out, o.output, verdicts); err != nil {
+				return err
+			}
+			if err := undecided(verdicts); err != nil {
 				return err
 			}
 			for _, v := range verdicts {

@@ -60,6 +60,9 @@ func newVerify(streams genericiooptions.IOStreams) *cobra.Command {
 			if err := printVerified(streams.Out, args[0], v); err != nil {
 				return err
 			}
+			if err := undecided([]verdict{v}); err != nil {
+				return err
+			}
 			if !v.Allowed {
 				return errDenied
 			}
