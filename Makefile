@@ -64,7 +64,7 @@ verify: manifests generate fmt ## Fail when generated or formatted files are sta
 		echo "generated files are stale: run 'make manifests generate fmt' and commit"; exit 1; fi
 
 .PHONY: test
-test: manifests generate fmt vet k8s-binaries provisioner-crds karpenter cosign $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests, then fuzz each webhook.
+test: manifests generate fmt vet k8s-binaries provisioner-crds karpenter cosign real-node $(HELM) ## Run unit, integration (envtest) and e2e (local cluster) tests, then fuzz each webhook.
 	go test ./... -count=1 -timeout 40m
 	$(MAKE) fuzz
 
@@ -124,6 +124,10 @@ karpenter: ## Build Karpenter's KWOK provider into bin/karpenter (for the e2e cl
 .PHONY: cosign
 cosign: ## Build the cosign CLI into bin/cosign (the docs' signing commands, run by test/e2e; first time ~3 min).
 	hack/build-cosign.sh
+
+.PHONY: real-node
+real-node: ## Build the real node's kubelet, containerd and pause into bin/node, and install runc, CNI plugins and busybox from Debian (needs root; first time ~6 min).
+	hack/build-node.sh
 
 .PHONY: provisioner-crds
 provisioner-crds: ## Copy Karpenter's and Cluster API's CRDs from their Go modules into bin/crds (for the e2e cluster).

@@ -4,7 +4,10 @@
 # Fixity's CRDs and webhook configurations, and a loopback OCI registry with signed demo images. It is hack/localenv run in
 # the background; its files (kubeconfig, logs) are in $FIXITY_LOCAL_DIR (default .local/).
 #
-#   hack/local-cluster.sh up | down | status
+#   hack/local-cluster.sh up [--real-node] | down | status
+#
+# --real-node adds one node run by a real kubelet and containerd (hack/build-node.sh; needs root),
+# labelled fixity.dev/real-node=true and tainted fixity.dev/real-node=true:NoSchedule.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +16,8 @@ registry=${FIXITY_REGISTRY:-127.0.0.1:5001}
 webhook_port=${FIXITY_WEBHOOK_PORT:-9443}
 nodes=${FIXITY_NODES:-3}
 pidfile=$dir/localenv.pid
+real_node=()
+if [ "${2:-}" = "--real-node" ]; then real_node=(--real-node); fi
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
@@ -25,12 +30,13 @@ up)
   "$root/hack/build-k8s.sh" >/dev/null
   "$root/hack/build-karpenter.sh" >/dev/null
   "$root/hack/provisioner-crds.sh" >/dev/null
+  if [ ${#real_node[@]} -gt 0 ]; then "$root/hack/build-node.sh" >/dev/null; fi
   (cd "$root" && go build -o bin/localenv ./hack/localenv)
   mkdir -p "$dir"
   rm -f "$dir/ready"
   echo "starting the local environment (logs: $dir/localenv.log, $dir/cluster/*.log)"
   nohup "$root/bin/localenv" --dir "$dir" --nodes "$nodes" --registry "$registry" \
-    --webhook-port "$webhook_port" --karpenter "$root/bin/karpenter/karpenter-kwok" >"$dir/localenv.log" 2>&1 &
+    --webhook-port "$webhook_port" --karpenter "$root/bin/karpenter/karpenter-kwok" "${real_node[@]}" >"$dir/localenv.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 300); do
     [ -f "$dir/ready" ] && break
@@ -63,7 +69,7 @@ status)
   if running && [ -f "$dir/ready" ]; then echo "running (pid $(cat "$pidfile")), kubeconfig $dir/kubeconfig"; else echo "not running"; exit 1; fi
   ;;
 *)
-  echo "usage: $0 up|down|status" >&2
+  echo "usage: $0 up [--real-node]|down|status" >&2
   exit 2
   ;;
 esac

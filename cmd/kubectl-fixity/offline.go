@@ -55,6 +55,7 @@ type offline struct {
 	mutator   *pods.Mutator
 	validator *pods.Validator
 	workloads *workloads.Handler
+	matcher   *policy.Matcher
 }
 
 // newOffline builds the webhooks over objs, with registry credentials from kc. With imagesOnly
@@ -87,18 +88,22 @@ func newOffline(objs []client.Object, kc authn.Keychain, imagesOnly bool) (*offl
 		mutator:   &pods.Mutator{Matcher: matcher, Mutators: chain.Mutators},
 		validator: &pods.Validator{Matcher: matcher, Guards: chain.Guards, Checks: chain.Checks},
 		workloads: &workloads.Handler{Matcher: matcher, Checks: chain.Checks},
+		matcher:   matcher,
 	}, nil
 }
 
 // verdict is what the webhooks answered for one object.
 type verdict struct {
-	Kind      string   `json:"kind"`
-	Namespace string   `json:"namespace,omitempty"`
-	Name      string   `json:"name"`
-	Source    string   `json:"source,omitempty"`
-	Allowed   bool     `json:"allowed"`
-	Denials   []string `json:"denials,omitempty"`
-	Warnings  []string `json:"warnings,omitempty"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Source    string `json:"source,omitempty"`
+	Allowed   bool   `json:"allowed"`
+	// Policies name the policies that cover the object; none means Fixity has nothing to say
+	// about it (an excluded namespace, no selector matching), which is not the same as a pass.
+	Policies []string `json:"policies"`
+	Denials  []string `json:"denials,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 	// Errors are answers that decide nothing (a request the webhook could not read or judge):
 	// the tool could not decide, exit 2.
 	Errors []string `json:"errors,omitempty"`
@@ -124,7 +129,13 @@ func (e *offline) admit(ctx context.Context, o manifests.Object) (verdict, error
 		return verdict{}, fmt.Errorf("%s: %w", o, err)
 	}
 	gvk := o.GroupVersionKind()
-	v := verdict{Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName(), Source: o.Source, Allowed: true}
+	v := verdict{Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName(), Source: o.Source, Allowed: true, Policies: []string{}}
+	if names, err := e.covering(ctx, o, raw); err != nil {
+		// The webhooks below still answer; the tool cannot say what covers it, so: undecided.
+		v.Errors = append(v.Errors, err.Error())
+	} else {
+		v.Policies = names
+	}
 	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID:       types.UID("offline"),
 		Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
@@ -155,6 +166,28 @@ func (e *offline) admit(ctx context.Context, o manifests.Object) (verdict, error
 	req.Resource = metav1.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: strings.ToLower(gvk.Kind) + "s"}
 	v.add(e.workloads.Handle(ctx, req))
 	return v, nil
+}
+
+// covering names the policies that apply to the pods of o (a Pod, or a workload's template).
+func (e *offline) covering(ctx context.Context, o manifests.Object, raw []byte) ([]string, error) {
+	gvk := o.GroupVersionKind()
+	labels := o.GetLabels()
+	if gvk.Group != "" || gvk.Kind != "Pod" {
+		tmpl, err := workload.PodTemplate(metav1.GroupKind{Group: gvk.Group, Kind: gvk.Kind}, raw)
+		if err != nil {
+			return nil, fmt.Errorf("finding the policies that cover it: %w", err)
+		}
+		labels = tmpl.Labels
+	}
+	policies, err := e.matcher.ForPod(ctx, o.GetNamespace(), labels)
+	if err != nil {
+		return nil, fmt.Errorf("finding the policies that cover it: %w", err)
+	}
+	names := make([]string, 0, len(policies))
+	for _, p := range policies {
+		names = append(names, p.Name)
+	}
+	return names, nil
 }
 
 // add records one webhook's answer: its warnings, and its denial one line per violation.
@@ -218,8 +251,9 @@ type loaded struct {
 // would (defaults, schema, CEL rules, and the policy webhook's own check), so a policy file that
 // could not be applied is an error here too. Pods and workloads without a namespace are put in
 // namespace; a namespace no file defines is made with only its name label, as the API server
-// labels every namespace.
-func load(ctx context.Context, policyFiles, manifestFiles []string, namespace string, stdin io.Reader) (*loaded, error) {
+// labels every namespace. With enforce (-n given), a Pod or workload in another namespace is an
+// error, as kubectl apply refuses it: admitting it elsewhere would test the wrong policies.
+func load(ctx context.Context, policyFiles, manifestFiles []string, namespace string, enforce bool, stdin io.Reader) (*loaded, error) {
 	schemas, err := manifests.LoadSchemas(crd.Bases)
 	if err != nil {
 		return nil, err
@@ -249,8 +283,11 @@ func load(ctx context.Context, policyFiles, manifestFiles []string, namespace st
 	seen := map[string]seenObject{}
 	for _, o := range append(pol, man...) {
 		if admits(o) {
-			if o.GetNamespace() == "" {
+			switch ns := o.GetNamespace(); {
+			case ns == "":
 				o.SetNamespace(namespace)
+			case enforce && ns != namespace:
+				return nil, fmt.Errorf("%s: its namespace %q does not match the namespace %q given with -n; pass --namespace=%s or remove metadata.namespace", o, ns, namespace, ns)
 			}
 			needed[o.GetNamespace()] = true
 			out.Subjects = append(out.Subjects, o)

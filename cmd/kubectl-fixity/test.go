@@ -41,11 +41,12 @@ func newTest(streams genericiooptions.IOStreams, flags *genericclioptions.Config
 			if o.output != "" && o.output != "json" {
 				return fmt.Errorf("unknown output format %q: only json", o.output)
 			}
-			namespace := "default"
-			if flags.Namespace != nil && *flags.Namespace != "" {
-				namespace = *flags.Namespace
+			// As kubectl apply: -n, else the kubeconfig context's namespace, else default.
+			namespace, explicit, err := flags.ToRawKubeConfigLoader().Namespace()
+			if err != nil {
+				return fmt.Errorf("reading the namespace from the kubeconfig: %w", err)
 			}
-			l, err := load(cmd.Context(), o.policies, o.manifests, namespace, streams.In)
+			l, err := load(cmd.Context(), o.policies, o.manifests, namespace, explicit, streams.In)
 			if err != nil {
 				return err
 			}
@@ -100,8 +101,12 @@ func printVerdicts(w io.Writer, output string, verdicts []verdict) error {
 	}
 	for _, v := range verdicts {
 		word := "allowed"
-		if !v.Allowed {
+		switch {
+		case !v.Allowed:
 			word = "denied"
+		case len(v.Policies) == 0:
+			// An allow by no policy is no evidence: say so, so a wrong namespace or selector shows.
+			word = "not covered by any policy"
 		}
 		if _, err := fmt.Fprintf(w, "%s %s/%s: %s\n", v.Kind, v.Namespace, v.Name, word); err != nil {
 			return err

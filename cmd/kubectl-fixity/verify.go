@@ -35,7 +35,7 @@ func newVerify(streams genericiooptions.IOStreams) *cobra.Command {
 			if len(policyFiles) == 0 {
 				return fmt.Errorf("--policy is required")
 			}
-			l, err := load(cmd.Context(), policyFiles, nil, "default", streams.In)
+			l, err := load(cmd.Context(), policyFiles, nil, "default", false, streams.In)
 			if err != nil {
 				return err
 			}
@@ -84,11 +84,18 @@ func printVerified(w io.Writer, image string, v verdict) error {
 		}
 		return nil
 	}
-	var rec admitted.Image
-	if v.Pod != nil {
-		if all, ok, err := admitted.ReadVerified(v.Pod); err == nil && ok {
-			rec = all[verifyContainer]
-		}
+	// An allow is only evidence with the record the webhook wrote: without it, say nothing
+	// about signers (it would read as "no policy requires signatures") and exit 2.
+	if v.Pod == nil {
+		return fmt.Errorf("%s: the webhooks allowed it but returned no pod to read the record from", image)
+	}
+	all, ok, err := admitted.ReadVerified(v.Pod)
+	if err != nil {
+		return fmt.Errorf("%s: reading the webhook's record (%s): %w", image, fixityv1.VerifiedAnnotation, err)
+	}
+	rec, found := all[verifyContainer]
+	if !ok || !found {
+		return fmt.Errorf("%s: the webhooks allowed it but wrote no record of it (%s)", image, fixityv1.VerifiedAnnotation)
 	}
 	_, _ = fmt.Fprintln(w, "verdict:   allowed")
 	if rec.Image != "" {

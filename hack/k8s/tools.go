@@ -1,6 +1,7 @@
 //go:build tools
 
-// Package k8s pins the Kubernetes and etcd commands that hack/build-k8s.sh builds.
+// Package k8s pins the Kubernetes and etcd commands that hack/build-k8s.sh builds, and the kubelet
+// that hack/build-node.sh builds for the real node.
 package k8s
 
 import (
@@ -9,4 +10,5 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )

@@ -30,10 +30,12 @@ func main() {
 	webhookPort := flag.Int("webhook-port", 9443, "Port the manager serves webhooks on (the API server calls 127.0.0.1:PORT).")
 	karpenter := flag.String("karpenter", "", "Karpenter's KWOK provider binary to run in the cluster (make karpenter), with the "+
 		"provisioners' CRDs from bin/crds (make provisioner-crds); empty: none.")
+	realNode := flag.Bool("real-node", false, "Add one node run by a real kubelet and containerd (make real-node; needs root), "+
+		"labelled fixity.dev/real-node=true and tainted so that only pods tolerating it land there.")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *dir, *nodes, *registryAddr, *webhookPort, *karpenter)
+	err := run(ctx, *dir, *nodes, *registryAddr, *webhookPort, *karpenter, *realNode)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "localenv:", err)
@@ -41,7 +43,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, dir string, nodes int, registryAddr string, webhookPort int, karpenter string) (err error) {
+func run(ctx context.Context, dir string, nodes int, registryAddr string, webhookPort int, karpenter string, realNode bool) (err error) {
 	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -66,6 +68,20 @@ func run(ctx context.Context, dir string, nodes int, registryAddr string, webhoo
 		return err
 	}
 
+	var node *cluster.RealNodeOptions
+	if realNode {
+		node = &cluster.RealNodeOptions{Registries: []string{reg.Host()}}
+		pause, err := node.PauseBinary()
+		if err != nil {
+			return err
+		}
+		sandbox, err := reg.PushPauseImage(ctx, "pause", "3.10", pause)
+		if err != nil {
+			return err
+		}
+		node.SandboxImage = sandbox.String()
+	}
+
 	crds := []string{filepath.Join(root, "config", "crd", "bases")}
 	if karpenter != "" {
 		crds = append(crds, filepath.Join(root, "bin", "crds"))
@@ -78,6 +94,7 @@ func run(ctx context.Context, dir string, nodes int, registryAddr string, webhoo
 		WebhookHost:       "127.0.0.1",
 		WebhookPort:       webhookPort,
 		StartTimeout:      3 * time.Minute,
+		RealNode:          node,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the local cluster: %w", err)
@@ -103,7 +120,11 @@ func run(ctx context.Context, dir string, nodes int, registryAddr string, webhoo
 	if err := writeFile(ready, time.Now().Format(time.RFC3339)+"\n"); err != nil {
 		return err
 	}
-	fmt.Printf("Local environment ready: %d nodes, registry %s, kubeconfig %s\n", len(c.NodeNames), reg.Host(), filepath.Join(dir, "kubeconfig"))
+	realNodes := ""
+	if c.RealNodeName != "" {
+		realNodes = " and real node " + c.RealNodeName
+	}
+	fmt.Printf("Local environment ready: %d nodes%s, registry %s, kubeconfig %s\n", len(c.NodeNames), realNodes, reg.Host(), filepath.Join(dir, "kubeconfig"))
 	<-ctx.Done()
 	fmt.Println("Stopping the local environment")
 	_ = os.Remove(ready)

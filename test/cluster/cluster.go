@@ -83,6 +83,9 @@ type Options struct {
 	// StartTimeout bounds the start-up from the first process to a ready cluster (envtest
 	// separately gives etcd and kube-apiserver a minute each). Default DefaultStartTimeout.
 	StartTimeout time.Duration
+	// RealNode, if set, adds one node run by a real kubelet and containerd (Start only),
+	// labelled RealNodeLabel and tainted RealNodeTaint, next to the fake ones.
+	RealNode *RealNodeOptions
 	// Stdout, if set, receives progress messages and a copy of every component's output,
 	// each line prefixed with the component name (os.Stdout is handy when debugging).
 	Stdout io.Writer
@@ -106,6 +109,8 @@ type Cluster struct {
 	BinDir string
 	// NodeNames are the fake nodes (Start only).
 	NodeNames []string
+	// RealNodeName is the node of a real kubelet and containerd (Options.RealNode), else empty.
+	RealNodeName string
 
 	full     bool
 	ownsDir  bool
@@ -116,6 +121,9 @@ type Cluster struct {
 	logFiles []*os.File
 	stopOnce sync.Once
 	stopErr  error
+	realNode *realNode
+	// kubeletClientCA is the CA of the API server's kubelet client certificate (RealNode only).
+	kubeletClientCA string
 }
 
 // StartControlPlane starts etcd and kube-apiserver only, installs opts.CRDDirectoryPaths and
@@ -220,6 +228,13 @@ func (o *Options) defaults(full bool) error {
 		if o.Nodes < 0 {
 			return fmt.Errorf("options: Nodes is %d, want at least 0", o.Nodes)
 		}
+		if o.RealNode != nil {
+			if err := o.RealNode.defaults(); err != nil {
+				return err
+			}
+		}
+	} else if o.RealNode != nil {
+		return errors.New("options: RealNode needs Start, not StartControlPlane")
 	}
 	for _, name := range needed {
 		if _, err := os.Stat(filepath.Join(o.BinDir, name)); err != nil {
@@ -341,6 +356,16 @@ func (c *Cluster) startControlPlane(opts Options, full bool) error {
 		// exec/attach that get past admission fail fast with "connection refused" instead of
 		// waiting on a DNS lookup.
 		args.Set("kubelet-preferred-address-types", "InternalIP")
+		if opts.RealNode != nil {
+			// The real kubelet authenticates the API server by a client certificate.
+			ca, cert, key, err := kubeletClientCert(c.Dir)
+			if err != nil {
+				return fmt.Errorf("making the API server's kubelet client certificate: %w", err)
+			}
+			args.Set("kubelet-client-certificate", cert)
+			args.Set("kubelet-client-key", key)
+			c.kubeletClientCA = ca
+		}
 	}
 
 	cfg, err := c.Env.Start()
@@ -435,7 +460,19 @@ func (c *Cluster) startNodeComponents(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	return c.waitForServiceAccount(ctx, cs, metav1.NamespaceDefault)
+	if err := c.waitForServiceAccount(ctx, cs, metav1.NamespaceDefault); err != nil {
+		return err
+	}
+	if opts.RealNode == nil {
+		return nil
+	}
+	began := time.Now()
+	if err := c.startRealNode(ctx, cs, *opts.RealNode, c.kubeletClientCA); err != nil {
+		return err
+	}
+	c.RealNodeName = RealNodeName
+	c.out.printf("Real node %s ready in %s", RealNodeName, time.Since(began).Round(time.Millisecond))
+	return nil
 }
 
 // createNodes registers the fake nodes KWOK will play the kubelet for.
@@ -624,7 +661,7 @@ func (c *Cluster) PIDs() map[string]int {
 // TailLogs returns the last lines of every component log, for a failing test to print.
 func (c *Cluster) TailLogs(lines int) string {
 	var b strings.Builder
-	for _, name := range []string{ComponentEtcd, ComponentAPIServer, ComponentControllerManager, ComponentScheduler, ComponentKWOK} {
+	for _, name := range []string{ComponentEtcd, ComponentAPIServer, ComponentControllerManager, ComponentScheduler, ComponentKWOK, ComponentContainerd, ComponentKubelet} {
 		data, err := os.ReadFile(c.LogPath(name))
 		if err != nil {
 			continue
@@ -641,6 +678,11 @@ func (c *Cluster) TailLogs(lines int) string {
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
+		if c.realNode != nil {
+			if err := c.realNode.stop(); err != nil {
+				errs = append(errs, fmt.Errorf("stopping the real node: %w", err))
+			}
+		}
 		for i := len(c.children) - 1; i >= 0; i-- {
 			if err := c.children[i].stop(stopTimeout); err != nil {
 				errs = append(errs, err)

@@ -30,11 +30,18 @@ type child struct {
 
 // startChild starts a component from BinDir with its output in <Dir>/<name>.log.
 func (c *Cluster) startChild(name string, env []string, args ...string) error {
+	_, err := c.startProcess(name, filepath.Join(c.BinDir, name), env, args...)
+	return err
+}
+
+// startProcess starts the program at path as component name, with its output in
+// <Dir>/<name>.log.
+func (c *Cluster) startProcess(name, path string, env []string, args ...string) (*child, error) {
 	logFile, err := c.openLog(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(c.BinDir, name), args...)
+	cmd := exec.Command(path, args...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = c.out.tee(name, logFile)
@@ -58,11 +65,11 @@ func (c *Cluster) startChild(name string, env []string, args ...string) error {
 		close(ch.done)
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("starting %s (see %s): %w", name, ch.logPath, err)
+		return nil, fmt.Errorf("starting %s (see %s): %w", name, ch.logPath, err)
 	}
 	c.children = append(c.children, ch)
 	c.out.printf("Started %s (pid %d, log %s)", name, cmd.Process.Pid, ch.logPath)
-	return nil
+	return ch, nil
 }
 
 // exitedChild reports the first child that has exited, which during start-up is fatal.

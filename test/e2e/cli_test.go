@@ -209,6 +209,18 @@ func TestCLITestGivesTheWebhooksAnswers(t *testing.T) {
 	g.Expect(code).To(gomega.Equal(0), out)
 	g.Expect(out).To(gomega.ContainSubstring("Pod " + ns + "/cli-app: allowed"))
 	g.Expect(out).To(gomega.ContainSubstring("Warning: audit: [policy " + audit.Name + "]"))
+
+	// A pod no policy covers (the control plane's namespace is always exempt) is said to be
+	// not covered, not allowed; and -n naming another namespace than the object's is refused,
+	// as kubectl apply refuses it.
+	exempt := tagged.DeepCopy()
+	exempt.Namespace = metav1.NamespaceSystem
+	out, code = fixityCLI(t, "", "test", "-f", writeYAML(t, "exempt.yaml", exempt), "--policy", policyFile)
+	g.Expect(code).To(gomega.Equal(0), out)
+	g.Expect(out).To(gomega.ContainSubstring("Pod kube-system/cli-app: not covered by any policy"))
+	out, code = fixityCLI(t, "", "test", "-f", writeYAML(t, "ok.yaml", tagged), "-n", "elsewhere", "--policy", policyFile)
+	g.Expect(code).To(gomega.Equal(2), out)
+	g.Expect(out).To(gomega.ContainSubstring(`its namespace "` + ns + `" does not match the namespace "elsewhere" given with -n`))
 }
 
 // kubectlAdmin runs kubectl apply --dry-run=server of file as the cluster's admin.

@@ -70,6 +70,25 @@ func run(m *testing.M) int {
 		return 1
 	}
 
+	// The registry first: the real node pulls its sandbox image from it.
+	if reg, err = registry.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the registry:", err)
+		return 1
+	}
+	defer func() { _ = reg.Close() }()
+	realNode := &cluster.RealNodeOptions{Registries: []string{reg.Host()}}
+	pause, err := realNode.PauseBinary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	sandbox, err := reg.PushPauseImage(context.Background(), "pause", "3.10", pause)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	realNode.SandboxImage = sandbox.String()
+
 	env, err = cluster.Start(cluster.Options{
 		// Fixity's CRDs, those of the provisioners it hands nodes to (make provisioner-crds), and
 		// OpenReports' as that project ships them (make manifests).
@@ -80,18 +99,14 @@ func run(m *testing.M) int {
 		},
 		WebhookPaths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
 		Nodes:        3,
+		// One node with a real kubelet and containerd, for what only a runtime shows.
+		RealNode: realNode,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the local cluster:", err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	if reg, err = registry.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting the registry:", err)
-		return 1
-	}
-	defer func() { _ = reg.Close() }()
-
 	ctx := context.Background()
 	if k8s, err = client.New(env.Config, client.Options{Scheme: operator.NewScheme()}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
