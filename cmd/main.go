@@ -22,6 +22,7 @@ import (
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/controllers"
 	"github.com/fixity-dev/fixity/internal/identity"
+	"github.com/fixity-dev/fixity/internal/kubeletstats"
 	"github.com/fixity-dev/fixity/internal/operator"
 	"github.com/fixity-dev/fixity/internal/remediation"
 	"github.com/fixity-dev/fixity/internal/webhookcerts"
@@ -40,6 +41,9 @@ type options struct {
 	replacementTimeout                               time.Duration
 	kubeAPIQPS                                       float64
 	kubeAPIBurst                                     int
+	kubeletCA                                        string
+	kubeletInsecureTLS                               bool
+	kubeletStatsPeriod                               time.Duration
 }
 
 func main() {
@@ -72,6 +76,13 @@ func main() {
 	// fairness still protects it.
 	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "Queries per second the manager may send to the API server.")
 	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "Burst of queries the manager may send to the API server.")
+	flag.StringVar(&o.kubeletCA, "kubelet-certificate-authority", "", "CA file the kubelets' serving certificates are "+
+		"verified against when their stats are read (the WritableLayer drift check); empty: the API server's CA, right where "+
+		"kubelets get serving certificates from the cluster CA (serverTLSBootstrap).")
+	flag.BoolVar(&o.kubeletInsecureTLS, "kubelet-insecure-tls", false, "Do not verify the kubelets' serving certificates. "+
+		"The manager's credentials then go to whatever address a node reports: for test clusters only.")
+	flag.DurationVar(&o.kubeletStatsPeriod, "kubelet-stats-period", kubeletstats.DefaultPeriod, "How often each node "+
+		"running pods under a policy with the WritableLayer check is read (one request per node per period).")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -143,7 +154,8 @@ func run(ctx context.Context, o options) error {
 		metricsOpts.TLSOpts = append(metricsOpts.TLSOpts, func(c *tls.Config) { c.GetCertificate = w.GetCertificate })
 	}
 
-	opts := operator.Options{Self: self, Namespace: operatorNamespace(), ReplacementTimeout: o.replacementTimeout}
+	opts := operator.Options{Self: self, Namespace: operatorNamespace(), ReplacementTimeout: o.replacementTimeout,
+		KubeletCAFile: o.kubeletCA, KubeletInsecureTLS: o.kubeletInsecureTLS, KubeletStatsPeriod: o.kubeletStatsPeriod}
 	mgrOpts := operator.ManagerOptions(opts)
 	mgrOpts.Metrics, mgrOpts.WebhookServer = metricsOpts, webhookServer
 	mgrOpts.HealthProbeBindAddress, mgrOpts.LeaderElection = o.probeAddr, o.enableLeaderElection

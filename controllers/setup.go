@@ -39,7 +39,7 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 	if err := (&accessapproval.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AccessApproval controller: %w", err)
 	}
-	if err := (&drift.Reconciler{
+	driftReconciler := &drift.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Matcher: d.Matcher,
 		Detector: d.Detector, Tracker: d.Tracker, Checks: d.Checks, Versions: d.Versions,
 		Evictor: remediation.NewEvictor(mgr.GetClient()),
@@ -48,8 +48,15 @@ func Setup(mgr ctrl.Manager, d *operator.Deps) error {
 			Timeout: d.ReplacementTimeout, Clock: d.Clock,
 		},
 		Census: d.Census, Ledger: d.Ledger, Events: d.Events, Namespace: d.Namespace, ConfigCache: d.ConfigCache,
-	}).SetupWithManager(mgr); err != nil {
+		StatsChanged: d.StatsChanged,
+	}
+	if err := driftReconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the drift controller: %w", err)
+	}
+	// The kubelet stats poller feeds the drift controller, on the leader like it.
+	d.Stats.Nodes = driftReconciler.WritableLayerNodes
+	if err := mgr.Add(d.Stats); err != nil {
+		return fmt.Errorf("adding the kubelet stats poller: %w", err)
 	}
 	if err := (&recreate.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Ledger: d.Ledger, Events: d.Events, Namespace: d.Namespace,

@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -73,7 +76,7 @@ const (
 )
 
 // DriftCheck names one kind of drift detection.
-// +kubebuilder:validation:Enum=ImageDigest;EphemeralContainers;InteractiveAccess;SpecChange;Unverified;ConfigChange
+// +kubebuilder:validation:Enum=ImageDigest;EphemeralContainers;InteractiveAccess;SpecChange;Unverified;ConfigChange;WritableLayer
 type DriftCheck string
 
 const (
@@ -90,12 +93,19 @@ const (
 	// CheckConfigChange detects a pod whose ConfigMaps or Secrets changed data since admission
 	// (config.mutable: Replace).
 	CheckConfigChange DriftCheck = "ConfigChange"
+	// CheckWritableLayer (opt-in) detects a container that wrote more than writableLayerLimit
+	// into its writable layer, outside its volumes (the kubelet's stats summary).
+	CheckWritableLayer DriftCheck = "WritableLayer"
 )
 
-// AllDriftChecks lists every drift check, in the order they are documented.
-var AllDriftChecks = []DriftCheck{
+// DefaultDriftChecks are the checks a policy runs when it names none, in the order they are
+// documented: all but the opt-in WritableLayer.
+var DefaultDriftChecks = []DriftCheck{
 	CheckImageDigest, CheckEphemeralContainers, CheckInteractiveAccess, CheckSpecChange, CheckUnverified, CheckConfigChange,
 }
+
+// AllDriftChecks lists every drift check, in the order they are documented.
+var AllDriftChecks = append(slices.Clone(DefaultDriftChecks), CheckWritableLayer)
 
 // ConfigMutability says what happens to the mutable ConfigMaps and Secrets a pod uses.
 // +kubebuilder:validation:Enum=Replace;Deny;Ignore
@@ -432,12 +442,20 @@ type DriftRules struct {
 	// +optional
 	Action DriftAction `json:"action,omitempty"`
 
-	// checks are the drift checks to run; default all six.
+	// checks are the drift checks to run; default all but WritableLayer, which is opt-in.
 	// +listType=set
-	// +kubebuilder:validation:MaxItems=6
+	// +kubebuilder:validation:MaxItems=7
 	// +kubebuilder:default={ImageDigest,EphemeralContainers,InteractiveAccess,SpecChange,Unverified,ConfigChange}
 	// +optional
 	Checks []DriftCheck `json:"checks,omitempty"`
+
+	// writableLayerLimit is what a container may write into its writable layer (files added or
+	// changed outside its volumes, as the kubelet's stats summary counts them) before it has
+	// drifted under the WritableLayer check. A fresh container reads a few KiB.
+	// +kubebuilder:default="1Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="writableLayerLimit must be more than 0"
+	// +optional
+	WritableLayerLimit *resource.Quantity `json:"writableLayerLimit,omitempty"`
 
 	// jobPods says whether drifted pods of Jobs are replaced: Report (default) tells, because a
 	// Job pod evicted mid-run may redo work that is not idempotent and counts towards the Job's

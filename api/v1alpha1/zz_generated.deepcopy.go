@@ -375,6 +375,11 @@ func (in *DriftRules) DeepCopyInto(out *DriftRules) {
 		*out = make([]DriftCheck, len(*in))
 		copy(*out, *in)
 	}
+	if in.WritableLayerLimit != nil {
+		in, out := &in.WritableLayerLimit, &out.WritableLayerLimit
+		x := (*in).DeepCopy()
+		*out = &x
+	}
 	if in.MaxDriftedPercent != nil {
 		in, out := &in.MaxDriftedPercent, &out.MaxDriftedPercent
 		*out = new(int32)

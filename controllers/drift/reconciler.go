@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
 	"github.com/fixity-dev/fixity/internal/admit"
@@ -66,6 +67,8 @@ type Reconciler struct {
 	// ConfigCache holds the cluster's ConfigMaps and Secrets (podconfig.NewCache): a change of
 	// one's data looks again at the pods that recorded it. Nil watches none.
 	ConfigCache cache.Cache
+	// StatsChanged names the pods whose writable-layer figures changed (kubeletstats.Poller).
+	StatsChanged <-chan event.GenericEvent
 }
 
 // scope is what one reconcile of a pod knows, filled in phase by phase.
@@ -88,6 +91,7 @@ func (s *scope) key() types.NamespacedName { return client.ObjectKeyFromObject(s
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes/stats,verbs=get
 // +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=apps,resources=replicasets;statefulsets;daemonsets,verbs=get;list;watch

@@ -86,6 +86,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.WatchesRawSource(source.Kind[client.Object](r.ConfigCache, &corev1.ConfigMap{}, config, changed)).
 			WatchesRawSource(source.Kind[client.Object](r.ConfigCache, &corev1.Secret{}, config, changed))
 	}
+	if r.StatsChanged != nil {
+		b = b.WatchesRawSource(source.Channel(r.StatsChanged, &handler.EnqueueRequestForObject{}))
+	}
 	return b.
 		For(&corev1.Pod{}).
 		Watches(&fixityv1.ImmutabilityPolicy{}, handler.Funcs{
@@ -239,4 +242,47 @@ func requests(keys []types.NamespacedName) []ctrl.Request {
 		out[i] = ctrl.Request{NamespacedName: k}
 	}
 	return out
+}
+
+// WritableLayerNodes are the nodes the kubelet stats poller reads: those running pods under a
+// policy that runs WritableLayer. With no such policy, none, and no kubelet is ever dialled.
+func (r *Reconciler) WritableLayerNodes(ctx context.Context) ([]*corev1.Node, error) {
+	var policies fixityv1.ImmutabilityPolicyList
+	if err := r.List(ctx, &policies); err != nil {
+		return nil, fmt.Errorf("listing ImmutabilityPolicies: %w", err)
+	}
+	if !slices.ContainsFunc(policies.Items, runsWritableLayer) {
+		return nil, nil
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	names := map[string]bool{}
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if pod.Spec.NodeName == "" || pod.Status.Phase != corev1.PodRunning || names[pod.Spec.NodeName] {
+			continue
+		}
+		ps, err := r.Matcher.ForPod(ctx, pod.Namespace, pod.Labels)
+		if err != nil {
+			continue // the drift controller reports the pod's own error
+		}
+		if slices.ContainsFunc(ps, runsWritableLayer) {
+			names[pod.Spec.NodeName] = true
+		}
+	}
+	nodes := make([]*corev1.Node, 0, len(names))
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		node := &corev1.Node{}
+		if err := r.Get(ctx, types.NamespacedName{Name: name}, node); err != nil {
+			continue // gone since: nothing to read
+		}
+		nodes = append(nodes, node)
+	}
+	return nodes, nil
+}
+
+func runsWritableLayer(p fixityv1.ImmutabilityPolicy) bool {
+	return slices.Contains(drift.Enabled(&p), fixityv1.CheckWritableLayer)
 }

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,6 +22,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/admitted"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/images"
+	"github.com/fixity-dev/fixity/internal/kubeletstats"
 	"github.com/fixity-dev/fixity/internal/podconfig"
 )
 
@@ -72,8 +76,25 @@ type Detector struct {
 	Grants *grants.Finder
 	// Config reads the ConfigMaps and Secrets pods recorded (ConfigChange); nil skips the check.
 	Config *podconfig.Store
+	// Stats tells what containers wrote into their writable layers (WritableLayer); nil leaves
+	// that check undecided.
+	Stats WritableLayers
 
 	indexes *cache.LRUExpireCache
+}
+
+// WritableLayers tells, from the kubelet's stats, what the containers of a pod wrote into
+// their writable layers; an error means nothing current is known.
+type WritableLayers interface {
+	Usage(node string, uid types.UID) (map[string]kubeletstats.Usage, error)
+}
+
+// WritableLayerLimit is p's writableLayerLimit (1Mi when unset).
+func WritableLayerLimit(p *fixityv1.ImmutabilityPolicy) resource.Quantity {
+	if p.Spec.Drift.WritableLayerLimit != nil {
+		return *p.Spec.Drift.WritableLayerLimit
+	}
+	return resource.MustParse("1Mi")
 }
 
 // NewDetector returns a Detector.
@@ -81,10 +102,10 @@ func NewDetector(r client.Reader, im *images.Images, checks []admit.Check, reg *
 	return &Detector{Reader: r, Images: im, Checks: checks, Registry: reg, Keychains: kc, indexes: cache.NewLRUExpireCache(4096)}
 }
 
-// Enabled returns the checks p runs (all six when the list is empty).
+// Enabled returns the checks p runs (the default six when the list is empty).
 func Enabled(p *fixityv1.ImmutabilityPolicy) []fixityv1.DriftCheck {
 	if len(p.Spec.Drift.Checks) == 0 {
-		return fixityv1.AllDriftChecks
+		return fixityv1.DefaultDriftChecks
 	}
 	return p.Spec.Drift.Checks
 }
@@ -111,6 +132,8 @@ func (d *Detector) Detect(ctx context.Context, pod *corev1.Pod, p *fixityv1.Immu
 			fs, err = d.unverified(ctx, pod, p)
 		case fixityv1.CheckConfigChange:
 			fs, err = d.configChange(ctx, pod, p)
+		case fixityv1.CheckWritableLayer:
+			fs, err = d.writableLayer(pod, p)
 		}
 		if err != nil {
 			undecided = append(undecided, fmt.Sprintf("%s: %v", check, err))
@@ -269,6 +292,33 @@ func (d *Detector) sameImage(ctx context.Context, pod *corev1.Pod, adm name.Dige
 	return same, nil
 }
 
+// writableLayer finds the containers that wrote more than the limit outside their volumes. A pod
+// the kubelet's stats say nothing current about is undecided, never drifted.
+func (d *Detector) writableLayer(pod *corev1.Pod, p *fixityv1.ImmutabilityPolicy) ([]Finding, error) {
+	if pod.Spec.NodeName == "" || pod.Status.Phase != corev1.PodRunning {
+		return nil, nil // nothing runs yet, or any more
+	}
+	if d.Stats == nil {
+		return nil, errors.New("no kubelet stats reader")
+	}
+	usage, err := d.Stats.Usage(pod.Spec.NodeName, pod.UID)
+	if err != nil {
+		return nil, err
+	}
+	limit := WritableLayerLimit(p)
+	var out []Finding
+	for _, c := range pod.Spec.Containers {
+		u, ok := usage[c.Name]
+		if !ok || u.UsedBytes <= uint64(max(limit.Value(), 0)) {
+			continue
+		}
+		out = append(out, Finding{Check: fixityv1.CheckWritableLayer, Message: fmt.Sprintf(
+			"container %q wrote %d bytes (%d inodes) into its writable layer, outside its volumes: more than writableLayerLimit %s",
+			c.Name, u.UsedBytes, u.InodesUsed, limit.String())})
+	}
+	return out, nil
+}
+
 func (d *Detector) ephemeralContainers(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {
 	if len(pod.Spec.EphemeralContainers) == 0 {
 		return nil, nil
@@ -276,6 +326,11 @@ func (d *Detector) ephemeralContainers(ctx context.Context, pod *corev1.Pod) ([]
 	// A debug session under a grant that is still running is let be; when the grant ends the
 	// taint it left replaces the pod (InteractiveAccess).
 	if active, err := d.taintGrantActive(ctx, pod); err != nil || active {
+		return nil, err
+	}
+	// The grant controller writes a debug session's taint after admission: until then, an
+	// active grant that covers debugging this pod is what let the container in.
+	if active, err := d.debugGrantActive(ctx, pod); err != nil || active {
 		return nil, err
 	}
 	var names []string
@@ -322,6 +377,33 @@ func (d *Detector) taintGrantActive(ctx context.Context, pod *corev1.Pod) (bool,
 	// A Pending grant has let nobody in yet; a tainted pod under it was let in by an earlier
 	// grant of the same name, or tampered with: either way it is due.
 	return st.Phase == fixityv1.GrantActive, nil
+}
+
+// debugGrantActive reports whether an active grant covers debugging pod.
+func (d *Detector) debugGrantActive(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	var list fixityv1.AccessGrantList
+	if err := d.Reader.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+		return false, fmt.Errorf("listing AccessGrants in %s: %w", pod.Namespace, err)
+	}
+	f := d.Grants
+	if f == nil {
+		f = &grants.Finder{Reader: d.Reader, Clock: d.Clock}
+	}
+	for i := range list.Items {
+		g := &list.Items[i]
+		covers, err := grants.Covers(g, pod, fixityv1.AccessDebug)
+		if err != nil || !covers {
+			continue
+		}
+		st, err := f.State(ctx, g, f.Now())
+		if err != nil {
+			return false, err
+		}
+		if st.Phase == fixityv1.GrantActive {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (d *Detector) specChange(ctx context.Context, pod *corev1.Pod) ([]Finding, error) {

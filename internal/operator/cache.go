@@ -81,7 +81,8 @@ func TrimNode(obj any) (any, error) {
 			ready = append(ready, corev1.NodeCondition{Type: c.Type, Status: c.Status})
 		}
 	}
-	node.Status = corev1.NodeStatus{NodeInfo: node.Status.NodeInfo, Conditions: ready, Addresses: node.Status.Addresses}
+	node.Status = corev1.NodeStatus{NodeInfo: node.Status.NodeInfo, Conditions: ready, Addresses: node.Status.Addresses,
+		DaemonEndpoints: node.Status.DaemonEndpoints}
 	return node, nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/fixity-dev/fixity/internal/drift"
 	"github.com/fixity-dev/fixity/internal/grants"
 	"github.com/fixity-dev/fixity/internal/images"
+	"github.com/fixity-dev/fixity/internal/kubeletstats"
 	"github.com/fixity-dev/fixity/internal/lockdown"
 	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/internal/nodedrift"
@@ -60,6 +61,11 @@ type Options struct {
 	ReplacementTimeout time.Duration
 	// Clock is the operator's clock; nil means the real one.
 	Clock clock.Clock
+	// KubeletCAFile, KubeletInsecureTLS and KubeletStatsPeriod configure the reads of the
+	// kubelets' stats (WritableLayer): see kubeletstats.NewClient and Poller.
+	KubeletCAFile      string
+	KubeletInsecureTLS bool
+	KubeletStatsPeriod time.Duration
 }
 
 func (o *Options) defaults() {
@@ -124,6 +130,11 @@ type Deps struct {
 	// is its cache, which drift watches for changes.
 	Config      *podconfig.Store
 	ConfigCache cache.Cache
+	// Stats reads the kubelets' stats for WritableLayer; StatsChanged names the pods whose
+	// figures changed, to wake the drift controller. controllers.Setup says which nodes to read
+	// and runs it.
+	Stats        *kubeletstats.Poller
+	StatsChanged chan event.GenericEvent
 }
 
 // everyReplica runs a cache on every replica, not only the leader: the webhooks of a standby
@@ -244,6 +255,17 @@ func NewDeps(mgr ctrl.Manager, o Options) (*Deps, error) {
 	d.Detector = drift.NewDetector(mgr.GetClient(), d.Images, d.Checks, d.Registry, d.Images.Keychains)
 	d.Detector.Versions, d.Detector.Clock, d.Detector.Grants = d.Versions, o.Clock, d.Access.Finder
 	d.Detector.Config = d.Config
+	kubelets, err := kubeletstats.NewClient(mgr.GetConfig(), o.KubeletCAFile, o.KubeletInsecureTLS, kubeletstats.DefaultTimeout)
+	if err != nil {
+		return nil, err
+	}
+	d.StatsChanged = make(chan event.GenericEvent, 1024)
+	d.Stats = &kubeletstats.Poller{Client: kubelets, Period: o.KubeletStatsPeriod, Changed: func(_ string, pods []types.NamespacedName) {
+		for _, p := range pods {
+			d.StatsChanged <- event.GenericEvent{Object: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}}
+		}
+	}}
+	d.Detector.Stats = d.Stats
 	return d, nil
 }
 

@@ -94,8 +94,13 @@ type realNode struct {
 	subnet  string   // the pods'
 	cgroup  string   // the cgroup parent's name
 	cgroups []string // the parent cgroup in each hierarchy
-	started []*child
-	kubelet *child
+	// servingCA, servingCert and servingKey are the kubelet's serving certificate's files.
+	servingCA, servingCert, servingKey string
+	// clientCAs trusts the API server's kubelet client certificate and every user certificate
+	// the API server trusts, as a kubelet given the cluster CA does.
+	clientCAs string
+	started   []*child
+	kubelet   *child
 }
 
 // kernelTunables are the sysctls the kubelet (without protectKernelDefaults) and the CNI bridge
@@ -157,13 +162,33 @@ func (o RealNodeOptions) PauseBinary() (string, error) {
 // kubelet's webhook authorizer then asks the API server about. Returns the CA file and the
 // certificate and key files.
 func kubeletClientCert(dir string) (caFile, certFile, keyFile string, err error) {
+	return issueCert(dir, "kubelet-client", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+// kubeletServingCert makes the kubelet's serving certificate for ip, signed by a CA of its own,
+// so that a client verifies the kubelet (as Fixity's stats reader does) rather than trusting any
+// address a node reports. Returns the CA file and the certificate and key files.
+func kubeletServingCert(dir, ip string) (caFile, certFile, keyFile string, err error) {
+	return issueCert(dir, "kubelet-serving", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: RealNodeName},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP(ip)}, DNSNames: []string{RealNodeName},
+	})
+}
+
+// issueCert makes a CA of its own and a certificate from tmpl (subject, usages, names) signed
+// by it, valid for a day, and writes <name>-ca.crt, <name>.crt and <name>.key in dir.
+func issueCert(dir, name string, tmpl *x509.Certificate) (caFile, certFile, keyFile string, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", "", err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fixity-kubelet-client-ca"},
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fixity-" + name + "-ca"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
@@ -179,13 +204,8 @@ func kubeletClientCert(dir string) (caFile, certFile, keyFile string, err error)
 	if err != nil {
 		return "", "", "", err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
-		NotBefore:    now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(2), now.Add(-time.Hour), now.Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return "", "", "", err
@@ -194,7 +214,7 @@ func kubeletClientCert(dir string) (caFile, certFile, keyFile string, err error)
 	if err != nil {
 		return "", "", "", err
 	}
-	caFile, certFile, keyFile = filepath.Join(dir, "kubelet-client-ca.crt"), filepath.Join(dir, "kubelet-client.crt"), filepath.Join(dir, "kubelet-client.key")
+	caFile, certFile, keyFile = filepath.Join(dir, name+"-ca.crt"), filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	for file, block := range map[string]*pem.Block{
 		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
 		certFile: {Type: "CERTIFICATE", Bytes: der},
@@ -213,6 +233,14 @@ func (c *Cluster) RealNodeBridge() string {
 		return ""
 	}
 	return c.realNode.bridge
+}
+
+// KubeletCAFile is the CA of the real node's kubelet serving certificate, empty without one.
+func (c *Cluster) KubeletCAFile() string {
+	if c.realNode == nil {
+		return ""
+	}
+	return c.realNode.servingCA
 }
 
 // startRealNode starts containerd and the kubelet and waits for the node to be Ready.
@@ -237,6 +265,23 @@ func (c *Cluster) startRealNode(ctx context.Context, cs kubernetes.Interface, op
 		return err
 	}
 
+	var err error
+	if n.servingCA, n.servingCert, n.servingKey, err = kubeletServingCert(n.dir, n.ip); err != nil {
+		return fmt.Errorf("making the kubelet's serving certificate: %w", err)
+	}
+	n.clientCAs = filepath.Join(n.dir, "kubelet-client-cas.crt")
+	var bundle []byte
+	for _, f := range []string{clientCA, filepath.Join(c.Env.ControlPlane.GetAPIServer().CertDir, "client-cert-auth-ca.crt")} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("reading the client CAs the kubelet trusts: %w", err)
+		}
+		bundle = append(bundle, data...)
+	}
+	if err := os.WriteFile(n.clientCAs, bundle, 0o600); err != nil {
+		return err
+	}
+
 	sock := filepath.Join(n.dir, "containerd", "containerd.sock")
 	config, err := n.containerdConfig(sock)
 	if err != nil {
@@ -255,7 +300,7 @@ func (c *Cluster) startRealNode(ctx context.Context, cs kubernetes.Interface, op
 	}, ComponentContainerd); err != nil {
 		return err
 	}
-	if err := c.startKubelet(opts.BinDir, sock, clientCA); err != nil {
+	if err := c.startKubelet(opts.BinDir, sock); err != nil {
 		return err
 	}
 	return c.waitFor(ctx, "the real node to become Ready", func(ctx context.Context) (bool, error) {
@@ -409,7 +454,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.traci
 }
 
 // startKubelet starts (or restarts) the kubelet of the real node.
-func (c *Cluster) startKubelet(binDir, sock, clientCA string) error {
+func (c *Cluster) startKubelet(binDir, sock string) error {
 	n := c.realNode
 	port, err := freePortOn(n.ip)
 	if err != nil {
@@ -431,6 +476,8 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: %[4]q}
 authorization: {mode: Webhook}
+tlsCertFile: %[9]q
+tlsPrivateKeyFile: %[10]q
 cgroupDriver: cgroupfs
 cgroupRoot: /%[5]s
 failCgroupV1: false
@@ -445,7 +492,7 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 20
 nodeStatusReportFrequency: 10s
-`, n.ip, port, healthz, clientCA, n.cgroup, sock, filepath.Join(n.dir, "pod-logs"), RealNodeTaint)
+`, n.ip, port, healthz, n.clientCAs, n.cgroup, sock, filepath.Join(n.dir, "pod-logs"), RealNodeTaint, n.servingCert, n.servingKey)
 	p := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(p, []byte(config), 0o600); err != nil {
 		return err

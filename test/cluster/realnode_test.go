@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/fixity-dev/fixity/internal/kubeletstats"
 	"github.com/fixity-dev/fixity/test/cluster"
 	"github.com/fixity-dev/fixity/test/registry"
 )
@@ -111,6 +112,26 @@ func TestRealNodeRunsPods(t *testing.T) {
 	}
 	if id := running.Status.ContainerStatuses[0].ImageID; !strings.Contains(id, app.DigestStr()) {
 		t.Errorf("imageID %q, want the pushed digest %s", id, app.DigestStr())
+	}
+	// The kubelet serves its stats to a client that verifies it against the harness's CA and
+	// authenticates as a user of the API server (its webhook authorizer asks about nodes/stats).
+	stats, err := kubeletstats.NewClient(c.Config, c.KubeletCAFile(), false, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node, err = cs.CoreV1().Nodes().Get(ctx, c.RealNodeName, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, pollEvery, time.Minute, true, func(ctx context.Context) (bool, error) {
+		summary, err := stats.Summary(ctx, node)
+		if err != nil {
+			return false, err
+		}
+		_, ok := summary[running.UID].Containers["app"]
+		return ok, nil
+	})
+	if err != nil {
+		t.Errorf("reading the real kubelet's stats: %v", err)
 	}
 	// Exec and logs go API server -> kubelet -> containerd's stream server.
 	out, err := c.Kubectl("exec", "real", "--", "cat", "/etc/fixity-image").CombinedOutput()

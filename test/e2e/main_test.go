@@ -126,7 +126,10 @@ func run(m *testing.M) int {
 	metricsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	mgr.Args = append(mgr.Args, "--metrics-bind-address", metricsAddr, "--metrics-secure=false",
 		// Short enough for a test to see an owner reported stuck.
-		"--replacement-timeout", replacementTimeout.String())
+		"--replacement-timeout", replacementTimeout.String(),
+		// The real node's kubelet has a serving certificate of the harness's CA; its stats are read
+		// every few seconds rather than every 30 (WritableLayer).
+		"--kubelet-certificate-authority", env.KubeletCAFile(), "--kubelet-stats-period", "3s")
 	if err := mgr.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the manager:", err)
 		return 1

@@ -10,11 +10,14 @@ import (
 	"github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fixityv1 "github.com/fixity-dev/fixity/api/v1alpha1"
+	"github.com/fixity-dev/fixity/internal/metrics"
 	"github.com/fixity-dev/fixity/test/cluster"
+	"github.com/fixity-dev/fixity/test/registry"
 )
 
 // onRealNode makes a Deployment's pods run on the real node (kubelet and containerd), with a
@@ -182,4 +185,43 @@ func TestRealNodeImageIDIsNoFalseDrift(t *testing.T) {
 			gomega.ContainElement(result(ns, imageDigest, pod.Name, "pass"))))
 		g.Consistently(events(ctx, ns, pod.Name), "3s", poll).ShouldNot(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventDriftDetected)))
 	}
+}
+
+// WritableLayer on a real kubelet's stats: a container that writes beyond the limit outside its
+// volumes is found, with the bytes in the event, and replaced; one that writes as much into its
+// emptyDir is not.
+func TestRealNodeWritableLayer(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := enforcedNamespace(t, ctx, maxDrifted(100), func(s *fixityv1.ImmutabilityPolicySpec) {
+		s.Drift.Checks = fixityv1.AllDriftChecks
+		s.Drift.WritableLayerLimit = new(resource.MustParse("1Mi"))
+	})
+	managerLogOnFailure(t, ns)
+	img := runnableImage(t, ctx, "real/writer", "v1")
+	writes := func(path string) func(*appsv1.Deployment) {
+		return func(d *appsv1.Deployment) {
+			c := &d.Spec.Template.Spec.Containers[0]
+			c.Command = []string{"/bin/sh", "-c", "dd if=/dev/zero of=" + path + " bs=1M count=4 2>/dev/null; " + strings.Join(registry.RunnableCommand[2:], " ")}
+			c.VolumeMounts = []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}}
+			d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		}
+	}
+	scratch := rollOut(t, ctx, ns, "scratch", 1, img, onRealNode, writes("/scratch/big"))[0]
+	writer := rollOut(t, ctx, ns, "writer", 1, img, onRealNode, writes("/big"))[0]
+
+	g.Eventually(events(ctx, ns, writer.Name), eventually, poll).Should(gomega.ContainElement(gomega.And(
+		gomega.HavePrefix(fixityv1.EventDriftDetected+": "),
+		gomega.MatchRegexp(`WritableLayer: container "web" wrote 4[0-9]{6} bytes \([0-9]+ inodes\) into its writable layer, outside its volumes: more than writableLayerLimit 1Mi`))))
+	g.Eventually(gone(ctx, writer), eventually, poll).Should(gomega.BeTrue(), "replaced like any drift")
+	g.Eventually(scrape, eventually, poll).Should(gomega.MatchRegexp(metrics.DriftReplacedName+`\{check="WritableLayer",policy=%q\} [1-9]`, ns))
+	// Its replacement writes as much again; stop that before anything else.
+	dep := &appsv1.Deployment{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "writer"}, dep)).To(gomega.Succeed())
+	g.Expect(k8s.Delete(ctx, dep)).To(gomega.Succeed())
+
+	// The same reading covered the emptyDir writer, which wrote as much into its volume only.
+	g.Eventually(reportOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Results", gomega.ContainElement(
+		result(ns, fixityv1.DriftRulePrefix+string(fixityv1.CheckWritableLayer), scratch.Name, "pass"))))
+	g.Consistently(events(ctx, ns, scratch.Name), "3s", poll).ShouldNot(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventDriftDetected)))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -98,7 +99,10 @@ func TestPolicyCreateIsRejected(t *testing.T) {
 		{"more than 256 excluded namespaces", "match:\n  excludeNamespaces: [" + listOf(257, "ns-%d") + "]", "spec.match.excludeNamespaces", "must have at most 256 items"},
 		{"excluded namespace too long", "match:\n  excludeNamespaces: [" + strings.Repeat("a", 64) + "]", "spec.match.excludeNamespaces[0]", "Too long"},
 		{"config.mutable of another value", "config:\n  mutable: Warn", "spec.config.mutable", `Unsupported value: "Warn"`},
-		{"more than six drift checks", "drift:\n  checks: [ImageDigest, EphemeralContainers, InteractiveAccess, SpecChange, Unverified, ConfigChange, WritableLayer]", "spec.drift.checks", "Unsupported value"},
+		{"unknown drift check", "drift:\n  checks: [ImageDigest, Mystery]", "spec.drift.checks[1]", "Unsupported value"},
+		{"writableLayerLimit zero", "drift:\n  writableLayerLimit: 0", "spec.drift.writableLayerLimit", "writableLayerLimit must be more than 0"},
+		{"writableLayerLimit negative", "drift:\n  writableLayerLimit: -1Mi", "spec.drift.writableLayerLimit", "writableLayerLimit must be more than 0"},
+		{"writableLayerLimit not a quantity", "drift:\n  writableLayerLimit: lots", "spec.drift.writableLayerLimit", "quantities must match"},
 		{"duplicate drift check", "drift:\n  checks: [ImageDigest, ImageDigest]", "spec.drift.checks[1]", "Duplicate value"},
 		{"threshold zero", verifyWith("    threshold: 0\n", keyAuthority("release")), "spec.images.verify.threshold", "greater than or equal to 1"},
 		{"no authorities", "images:\n  verify:\n    authorities: []", "spec.images.verify.authorities", "at least 1 items"},
@@ -162,7 +166,8 @@ func TestPolicyDefaults(t *testing.T) {
 	}))
 	g.Expect(p.Spec.Drift.Action).To(gomega.Equal(fixityv1.DriftReplace))
 	g.Expect(p.Spec.Drift.JobPods).To(gomega.Equal(fixityv1.DriftReport), "Job pods are reported unless the policy says otherwise")
-	g.Expect(p.Spec.Drift.Checks).To(gomega.Equal(fixityv1.AllDriftChecks))
+	g.Expect(p.Spec.Drift.Checks).To(gomega.Equal(fixityv1.DefaultDriftChecks), "WritableLayer is opt-in")
+	g.Expect(p.Spec.Drift.WritableLayerLimit).To(gomega.HaveValue(gomega.Equal(resource.MustParse("1Mi"))))
 	g.Expect(p.Spec.Config.Mutable).To(gomega.Equal(fixityv1.ConfigReplace))
 	g.Expect(p.Spec.Drift.MaxDriftedPercent).To(gomega.HaveValue(gomega.BeEquivalentTo(50)))
 
@@ -181,10 +186,11 @@ func TestPolicyDefaults(t *testing.T) {
 func TestPolicyValidExamplesAreAccepted(t *testing.T) {
 	ctx := context.Background()
 	valid := map[string]string{
-		"threshold 2 of 3": isolated + verifyWith("    threshold: 2\n", keyAuthority("a"), keyAuthority("b"), keyless),
-		"keyless regexp":   isolated + verifyWith("", strings.Replace(keyless, "subject: ", "subjectRegExp: ", 1)),
-		"audit, report":    isolated + "mode: Audit\ndrift:\n  action: Report\n  checks: [SpecChange]\n  maxDriftedPercent: 0",
-		"selectors":        "match:\n  namespaceSelector: {matchLabels: {team: shop}}\n  podSelector: {matchExpressions: [{key: app, operator: In, values: [web]}]}\n  excludeNamespaces: [sandbox]",
+		"threshold 2 of 3":                   isolated + verifyWith("    threshold: 2\n", keyAuthority("a"), keyAuthority("b"), keyless),
+		"keyless regexp":                     isolated + verifyWith("", strings.Replace(keyless, "subject: ", "subjectRegExp: ", 1)),
+		"audit, report":                      isolated + "mode: Audit\ndrift:\n  action: Report\n  checks: [SpecChange]\n  maxDriftedPercent: 0",
+		"all seven checks, a limit in bytes": isolated + "drift:\n  checks: [ImageDigest, EphemeralContainers, InteractiveAccess, SpecChange, Unverified, ConfigChange, WritableLayer]\n  writableLayerLimit: 1048576",
+		"selectors":                          "match:\n  namespaceSelector: {matchLabels: {team: shop}}\n  podSelector: {matchExpressions: [{key: app, operator: In, values: [web]}]}\n  excludeNamespaces: [sandbox]",
 	}
 	for name, spec := range valid {
 		t.Run(name, func(t *testing.T) {
