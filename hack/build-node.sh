@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and installs what the e2e cluster's real node runs (test/cluster RealNode): the kubelet
-# (k8s.io/kubernetes/cmd/kubelet, the control plane's version), containerd v2 and its runc shim
+# (k8s.io/kubernetes/cmd/kubelet, the control plane's version, and kubelet-next one patch release
+# on), containerd v2 and its runc shim
 # (github.com/containerd/containerd/v2, pinned by hack/containerd), and the pause binary (the
 # Kubernetes source's pause.c, built static) into bin/node; runc, the CNI plugins (bridge,
 # host-local, loopback) and a static busybox (the test images' userland) from Debian's packages.
@@ -31,23 +32,26 @@ stamp="$out/.versions"
 want="kubernetes=$k8s_version containerd=$containerd_version"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$want" ]; then
   echo "$out holds $(cat "$stamp"), not $want: rebuilding"
-  rm -f "$out"/{kubelet,containerd,containerd-shim-runc-v2,pause}
+  rm -f "$out"/{kubelet,kubelet-next,containerd,containerd-shim-runc-v2,pause}
 fi
 
-if [ ! -x "$out/kubelet" ]; then
-  major=${k8s_version#v}; major=${major%%.*}
-  minor=${k8s_version#v*.}; minor=${minor%%.*}
+major=${k8s_version#v}; major=${major%%.*}
+minor=${k8s_version#v*.}; minor=${minor%%.*}
+patch=${k8s_version##*.}
+# kubelet-next is the same source stamped one patch release on: a test restarts the node's kubelet
+# with it, as an in-place kubelet upgrade would (node drift). Only the link step differs.
+for build in "kubelet $k8s_version" "kubelet-next v$major.$minor.$((patch + 1))"; do
+  set -- $build
+  [ -x "$out/$1" ] && continue
   ldflags="-s -w"
-  for kv in "gitVersion=$k8s_version" "gitMajor=$major" "gitMinor=$minor" \
+  for kv in "gitVersion=$2" "gitMajor=$major" "gitMinor=$minor" \
     "gitTreeState=clean" "gitCommit=0000000000000000000000000000000000000000" \
     "buildDate=1970-01-01T00:00:00Z"; do
     ldflags+=" -X k8s.io/component-base/version.$kv"
   done
-  # A test may restart the kubelet reporting another version (node drift); that one is built
-  # from the same source with only the version stamp changed.
-  echo "building the kubelet ($k8s_version) into $out"
-  (cd "$root/hack/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/kubelet" k8s.io/kubernetes/cmd/kubelet)
-fi
+  echo "building $1 ($2) into $out"
+  (cd "$root/hack/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$1" k8s.io/kubernetes/cmd/kubelet)
+done
 
 if [ ! -x "$out/containerd" ] || [ ! -x "$out/containerd-shim-runc-v2" ]; then
   echo "building containerd $containerd_version into $out"

@@ -101,6 +101,8 @@ type realNode struct {
 	clientCAs string
 	started   []*child
 	kubelet   *child
+	// sock is containerd's socket; kubeletBin the program the kubelet runs now.
+	sock, kubeletBin string
 }
 
 // kernelTunables are the sysctls the kubelet (without protectKernelDefaults) and the CNI bridge
@@ -300,7 +302,8 @@ func (c *Cluster) startRealNode(ctx context.Context, cs kubernetes.Interface, op
 	}, ComponentContainerd); err != nil {
 		return err
 	}
-	if err := c.startKubelet(opts.BinDir, sock); err != nil {
+	n.sock = sock
+	if err := c.startKubelet(filepath.Join(opts.BinDir, ComponentKubelet)); err != nil {
 		return err
 	}
 	return c.waitFor(ctx, "the real node to become Ready", func(ctx context.Context) (bool, error) {
@@ -453,9 +456,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.traci
 	return p, os.WriteFile(p, []byte(config), 0o600)
 }
 
-// startKubelet starts (or restarts) the kubelet of the real node.
-func (c *Cluster) startKubelet(binDir, sock string) error {
+// startKubelet starts (or restarts) the kubelet of the real node from binary.
+func (c *Cluster) startKubelet(binary string) error {
 	n := c.realNode
+	sock := n.sock
 	port, err := freePortOn(n.ip)
 	if err != nil {
 		return err
@@ -497,7 +501,7 @@ nodeStatusReportFrequency: 10s
 	if err := os.WriteFile(p, []byte(config), 0o600); err != nil {
 		return err
 	}
-	k, err := c.startProcess(ComponentKubelet, filepath.Join(binDir, ComponentKubelet), nil,
+	k, err := c.startProcess(ComponentKubelet, binary, nil,
 		"--config="+p,
 		// The harness's kubelet uses the admin credential: the test cluster runs no Node
 		// authorizer, and nothing under test trusts what a kubelet writes anyway.
@@ -513,8 +517,54 @@ nodeStatusReportFrequency: 10s
 		return err
 	}
 	n.started = append(n.started, k)
-	n.kubelet = k
+	n.kubelet, n.kubeletBin = k, binary
 	return nil
+}
+
+// RestartKubelet stops the real node's kubelet and starts it again from binary, a program in
+// RealNodeOptions.BinDir ("kubelet", or "kubelet-next", one patch release on), as an in-place
+// kubelet upgrade would; the containers keep running. It returns once the node reports that
+// kubelet's version and is Ready.
+func (c *Cluster) RestartKubelet(ctx context.Context, binary string) error {
+	n := c.realNode
+	if n == nil {
+		return errors.New("the cluster has no real node")
+	}
+	path := filepath.Join(n.opts.BinDir, binary)
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("%s --version: %w", path, err)
+	}
+	version := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "Kubernetes"))
+	if err := n.kubelet.stop(stopTimeout); err != nil {
+		return err
+	}
+	// Stopped on purpose: no longer a child whose exit fails the cluster.
+	old := n.kubelet
+	c.children = slices.DeleteFunc(c.children, func(ch *child) bool { return ch == old })
+	n.started = slices.DeleteFunc(n.started, func(ch *child) bool { return ch == old })
+	if err := c.startKubelet(path); err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	return c.waitFor(ctx, "the real node's kubelet "+version, func(ctx context.Context) (bool, error) {
+		node, err := cs.CoreV1().Nodes().Get(ctx, RealNodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if node.Status.NodeInfo.KubeletVersion != version {
+			return false, nil
+		}
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				return cond.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	}, ComponentKubelet)
 }
 
 // freePortOn asks the kernel for a free port on ip.

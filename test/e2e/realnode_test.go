@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -224,4 +225,50 @@ func TestRealNodeWritableLayer(t *testing.T) {
 	g.Eventually(reportOf(ctx, ns), eventually, poll).Should(gomega.HaveField("Results", gomega.ContainElement(
 		result(ns, fixityv1.DriftRulePrefix+string(fixityv1.CheckWritableLayer), scratch.Name, "pass"))))
 	g.Consistently(events(ctx, ns, scratch.Name), "3s", poll).ShouldNot(gomega.ContainElement(gomega.HavePrefix(fixityv1.EventDriftDetected)))
+}
+
+// Node drift on a real kubelet: the baseline records what this machine really runs (its kernel,
+// OS image, containerd), and restarting the kubelet as another version, as an in-place upgrade
+// would, is found.
+func TestRealNodeBaselineAndKubeletReplacedInPlace(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	kernel, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	osRelease, err := os.ReadFile("/etc/os-release")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	var osImage string
+	for l := range strings.SplitSeq(string(osRelease), "\n") {
+		if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+			osImage = strings.Trim(v, `"`)
+		}
+	}
+	p := &fixityv1.NodeImmutabilityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: uniqueName("real-node")},
+		Spec: fixityv1.NodeImmutabilityPolicySpec{
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{cluster.RealNodeLabel: "true"}},
+			// Reported only: the other real-node tests need the node schedulable.
+			Action: fixityv1.NodeReport,
+		},
+	}
+	g.Expect(k8s.Create(ctx, p)).To(gomega.Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), p) })
+	g.Eventually(baselineOf(ctx, env.RealNodeName), eventually, poll).Should(gomega.And(
+		phase(fixityv1.NodeClean),
+		gomega.HaveField("Spec.NodeInfo.KernelVersion", strings.TrimSpace(string(kernel))),
+		gomega.HaveField("Spec.NodeInfo.OSImage", osImage),
+		gomega.HaveField("Spec.NodeInfo.KubeletVersion", "v1.37.2"),
+		gomega.HaveField("Spec.NodeInfo.ContainerRuntimeVersion", gomega.HavePrefix("containerd://2.")),
+	))
+
+	t.Cleanup(func() {
+		if err := env.RestartKubelet(context.Background(), "kubelet"); err != nil {
+			t.Errorf("putting the kubelet back: %v", err)
+		}
+	})
+	g.Expect(env.RestartKubelet(ctx, "kubelet-next")).To(gomega.Succeed())
+	g.Eventually(baselineOf(ctx, env.RealNodeName), eventually, poll).Should(gomega.HaveField("Status.Drifted", gomega.ContainElement(gomega.And(
+		gomega.HaveField("Check", fixityv1.CheckKubeletVersion),
+		gomega.HaveField("Recorded", "v1.37.2"), gomega.HaveField("Observed", "v1.37.3")))))
+	g.Expect(nodeNamed(ctx, env.RealNodeName)(g)).NotTo(cordoned, "a Report policy only reports")
 }
