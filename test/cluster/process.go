@@ -242,34 +242,24 @@ func (c *Cluster) stopReaper() error {
 // findChildren returns the pids of this process's children whose argv[0] is a key of want
 // and whose arguments include the matching value, one per key.
 func findChildren(want map[string]string) ([]int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
-	}
-	self := os.Getpid()
+	self := strconv.Itoa(os.Getpid())
 	found := map[string]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	err := eachProcess(func(pid int, argv []string) {
+		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue // exited meanwhile
+			return // exited meanwhile
 		}
 		// "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'.
 		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 2 || fields[1] != strconv.Itoa(self) {
-			continue
+		if len(fields) < 2 || fields[1] != self {
+			return
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 		if arg, ok := want[argv[0]]; ok && slices.Contains(argv[1:], arg) {
 			found[argv[0]] = pid
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	pids := make([]int, 0, len(want))
 	for path := range want {
@@ -280,4 +270,24 @@ func findChildren(want map[string]string) ([]int, error) {
 		pids = append(pids, pid)
 	}
 	return pids, nil
+}
+
+// eachProcess calls fn with the pid and arguments of every process it can read.
+func eachProcess(fn func(pid int, argv []string)) error {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return fmt.Errorf("listing processes: %w", err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(cmdline) == 0 {
+			continue // exited meanwhile, or a kernel thread
+		}
+		fn(pid, strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00"))
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -741,21 +740,11 @@ func removeCgroup(dir string) error {
 // killShims kills the runc shims containerd started for this node (they outlive containerd by
 // design); they are found by the containerd address in their arguments.
 func killShims(containerdDir string) {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(string(cmdline), "\x00")
-		if strings.HasSuffix(argv[0], "containerd-shim-runc-v2") && bytes.Contains(cmdline, []byte(containerdDir)) {
+	_ = eachProcess(func(pid int, argv []string) {
+		if strings.HasSuffix(argv[0], "containerd-shim-runc-v2") && slices.ContainsFunc(argv, func(a string) bool { return strings.Contains(a, containerdDir) }) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-	}
+	})
 }
 
 // unmountUnder detaches every mount below dir (rootfs overlays, shm, volumes, netns), deepest

@@ -46,6 +46,17 @@ func managerLogOnFailure(t *testing.T, ns string) {
 	})
 }
 
+// replacementOf returns the one Ready pod of old's app ("app" label) once it is another pod
+// than old.
+func replacementOf(ctx context.Context, old corev1.Pod) func(g gomega.Gomega) corev1.Pod {
+	return func(g gomega.Gomega) corev1.Pod {
+		ready := readyPods(ctx, old.Namespace, old.Labels["app"])(g)
+		g.Expect(ready).To(gomega.HaveLen(1))
+		g.Expect(ready[0].UID).NotTo(gomega.Equal(old.UID))
+		return ready[0]
+	}
+}
+
 // runnableImage pushes an image the real node can run, named repo:tag, and returns its digest
 // reference.
 func runnableImage(t *testing.T, ctx context.Context, repo, tag string) string {
@@ -90,13 +101,9 @@ func TestRealNodeExecUnderAGrant(t *testing.T) {
 	// The grant ends: the pod that was entered is replaced by a fresh one, which really runs.
 	out, err = alice.kubectl("delete", "-n", ns, "accessgrant/inc-7", "--wait=true")
 	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
-	g.Eventually(func(g gomega.Gomega) {
-		ready := readyPods(ctx, ns, "web")(g)
-		g.Expect(ready).To(gomega.HaveLen(1))
-		g.Expect(ready[0].UID).NotTo(gomega.Equal(pod.UID))
-		g.Expect(ready[0].Spec.NodeName).To(gomega.Equal(env.RealNodeName))
-		g.Expect(ready[0].Status.ContainerStatuses).To(gomega.ConsistOf(gomega.HaveField("State.Running", gomega.Not(gomega.BeNil()))))
-	}, eventually, poll).Should(gomega.Succeed())
+	g.Eventually(replacementOf(ctx, pod), eventually, poll).Should(gomega.And(
+		gomega.HaveField("Spec.NodeName", env.RealNodeName),
+		gomega.HaveField("Status.ContainerStatuses", gomega.ConsistOf(gomega.HaveField("State.Running", gomega.Not(gomega.BeNil()))))))
 	g.Eventually(events(ctx, ns, pod.Name), eventually, poll).Should(gomega.ContainElement(gomega.And(
 		gomega.HavePrefix(fixityv1.EventDriftDetected+": "), gomega.ContainSubstring(string(fixityv1.CheckInteractiveAccess)))))
 }
@@ -159,12 +166,7 @@ func TestRealNodeDebugStartsAnEphemeralContainer(t *testing.T) {
 
 	out, err = alice.kubectl("delete", "-n", ns, "accessgrant/dbg", "--wait=true")
 	g.Expect(err).NotTo(gomega.HaveOccurred(), out)
-	g.Eventually(func(g gomega.Gomega) {
-		ready := readyPods(ctx, ns, "web")(g)
-		g.Expect(ready).To(gomega.HaveLen(1))
-		g.Expect(ready[0].UID).NotTo(gomega.Equal(pod.UID))
-		g.Expect(ready[0].Spec.EphemeralContainers).To(gomega.BeEmpty())
-	}, eventually, poll).Should(gomega.Succeed())
+	g.Eventually(replacementOf(ctx, pod), eventually, poll).Should(gomega.HaveField("Spec.EphemeralContainers", gomega.BeEmpty()))
 }
 
 // imageID as containerd reports it: a pod pinned by an index digest and one pinned by its

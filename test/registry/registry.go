@@ -254,6 +254,11 @@ func (r *Registry) PushRandomImage(ctx context.Context, repo, tag string) (name.
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("image for %s: %w", t, err)
 	}
+	return push(ctx, t, img)
+}
+
+// push writes img as t and returns its digest reference.
+func push(ctx context.Context, t name.Tag, img v1.Image) (name.Digest, error) {
 	h, err := img.Digest()
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("digest of image for %s: %w", t, err)

@@ -157,12 +157,5 @@ func (r *Registry) pushFiles(ctx context.Context, t name.Tag, files []tarEntry, 
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return name.Digest{}, fmt.Errorf("config of %s: %w", t, err)
 	}
-	h, err := img.Digest()
-	if err != nil {
-		return name.Digest{}, fmt.Errorf("digest of image for %s: %w", t, err)
-	}
-	if err := remote.Write(t, img, remoteOptions(ctx)...); err != nil {
-		return name.Digest{}, fmt.Errorf("pushing image %s: %w", t, err)
-	}
-	return t.Context().Digest(h.String()), nil
+	return push(ctx, t, img)
 }
