@@ -362,15 +362,7 @@ func (d *Detector) taintGrantActive(ctx context.Context, pod *corev1.Pod) (bool,
 	if err := d.Reader.Get(ctx, nn, g); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
-	f := d.Grants
-	if f == nil {
-		f = &grants.Finder{Reader: d.Reader, Clock: d.Clock}
-	}
-	var c clock.PassiveClock = clock.RealClock{}
-	if d.Clock != nil {
-		c = d.Clock
-	}
-	st, err := f.State(ctx, g, c.Now())
+	st, err := d.grantState(ctx, g)
 	if err != nil {
 		return false, err
 	}
@@ -379,15 +371,24 @@ func (d *Detector) taintGrantActive(ctx context.Context, pod *corev1.Pod) (bool,
 	return st.Phase == fixityv1.GrantActive, nil
 }
 
+// grantState is g's state now, by the Detector's clock.
+func (d *Detector) grantState(ctx context.Context, g *fixityv1.AccessGrant) (grants.State, error) {
+	f := d.Grants
+	if f == nil {
+		f = &grants.Finder{Reader: d.Reader, Clock: d.Clock}
+	}
+	var c clock.PassiveClock = clock.RealClock{}
+	if d.Clock != nil {
+		c = d.Clock
+	}
+	return f.State(ctx, g, c.Now())
+}
+
 // debugGrantActive reports whether an active grant covers debugging pod.
 func (d *Detector) debugGrantActive(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	var list fixityv1.AccessGrantList
 	if err := d.Reader.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
 		return false, fmt.Errorf("listing AccessGrants in %s: %w", pod.Namespace, err)
-	}
-	f := d.Grants
-	if f == nil {
-		f = &grants.Finder{Reader: d.Reader, Clock: d.Clock}
 	}
 	for i := range list.Items {
 		g := &list.Items[i]
@@ -395,7 +396,7 @@ func (d *Detector) debugGrantActive(ctx context.Context, pod *corev1.Pod) (bool,
 		if err != nil || !covers {
 			continue
 		}
-		st, err := f.State(ctx, g, f.Now())
+		st, err := d.grantState(ctx, g)
 		if err != nil {
 			return false, err
 		}

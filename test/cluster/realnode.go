@@ -100,8 +100,8 @@ type realNode struct {
 	clientCAs string
 	started   []*child
 	kubelet   *child
-	// sock is containerd's socket; kubeletBin the program the kubelet runs now.
-	sock, kubeletBin string
+	// sock is containerd's socket.
+	sock string
 }
 
 // kernelTunables are the sysctls the kubelet (without protectKernelDefaults) and the CNI bridge
@@ -516,7 +516,7 @@ nodeStatusReportFrequency: 10s
 		return err
 	}
 	n.started = append(n.started, k)
-	n.kubelet, n.kubeletBin = k, binary
+	n.kubelet = k
 	return nil
 }
 
